@@ -1,0 +1,32 @@
+# Two commands for a fresh machine: `make up` (run the platform) and `make test` (run the suite).
+VENV ?= .venv
+PYTHON ?= python3.11
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install up test test-quick lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[runner,frontend,dev]'
+	@touch $(STAMP)
+
+up: install
+	$(VENV)/bin/leadersboard up
+
+test: install
+	$(PY) -m pytest -ra
+
+test-quick: install
+	$(PY) -m pytest -ra -m "not slow"
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

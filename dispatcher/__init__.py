@@ -1,0 +1,1 @@
+"""The dispatcher: turns manifest bucket events into validated, recorded, queued jobs."""

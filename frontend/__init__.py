@@ -1,0 +1,1 @@
+"""The web page on port 8501 (Gradio)."""

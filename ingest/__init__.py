@@ -1,0 +1,1 @@
+"""The ingest API: tokens, presigned upload URLs, and reads of jobs, logs and the leaderboard."""

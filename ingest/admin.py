@@ -1,0 +1,56 @@
+"""Admin routes: issue, list and revoke tokens."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, Field
+
+from ingest.auth import require_admin
+from ingest.context import json_body, services
+from ingest.errors import NotFound
+from leadersboard.models import USER_NAME_PATTERN, Role, TokenRecord, utcnow
+
+__all__ = ["CreateTokenRequest", "add_routes"]
+
+
+class CreateTokenRequest(BaseModel):
+    user: str = Field(pattern=USER_NAME_PATTERN)
+    role: Role = Role.USER
+    expires_in_s: int | None = Field(default=None, gt=0)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/v1/admin/tokens", create_token)
+    app.router.add_get("/api/v1/admin/tokens", list_tokens)
+    app.router.add_post("/api/v1/admin/tokens/{token_id}/revoke", revoke_token)
+
+
+def _token_view(record: TokenRecord) -> dict[str, Any]:
+    return record.model_dump(mode="json", exclude={"version"})
+
+
+async def create_token(request: web.Request) -> web.Response:
+    svc = services(request)
+    await require_admin(request, svc.tokens)
+    body = CreateTokenRequest.model_validate(await json_body(request))
+    expires_at = utcnow() + timedelta(seconds=body.expires_in_s) if body.expires_in_s else None
+    token, record = await svc.tokens.create(body.user, role=body.role, expires_at=expires_at)
+    return web.json_response({"token": token, **_token_view(record)}, status=201)
+
+
+async def list_tokens(request: web.Request) -> web.Response:
+    svc = services(request)
+    await require_admin(request, svc.tokens)
+    return web.json_response({"tokens": [_token_view(r) for r in await svc.tokens.list()]})
+
+
+async def revoke_token(request: web.Request) -> web.Response:
+    svc = services(request)
+    await require_admin(request, svc.tokens)
+    record = await svc.tokens.revoke(request.match_info["token_id"])
+    if record is None:
+        raise NotFound(f"no token with id {request.match_info['token_id']!r}")
+    return web.json_response(_token_view(record))

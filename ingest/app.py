@@ -1,0 +1,113 @@
+"""The aiohttp application: wiring of services, middlewares and routes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+from botocore.exceptions import BotoCoreError, ClientError
+from nats.errors import ConnectionClosedError, NoServersError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.errors import ServiceUnavailableError
+from pydantic import ValidationError
+
+from ingest import routes
+from ingest.context import SERVICES, SETTINGS, Services
+from ingest.errors import ApiError, BadRequest, ServiceUnavailable
+from ingest.settings import IngestSettings
+from leadersboard import nats_io
+from leadersboard.jobs import JobStore
+from leadersboard.models import Role
+from leadersboard.s3 import make_client, make_presigner
+from leadersboard.tokens import TokenStore
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("ingest")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def create_app(settings: IngestSettings) -> web.Application:
+    app = web.Application(middlewares=[cors_middleware(settings), error_middleware], client_max_size=1024**2)
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_services)
+    routes.add_routes(app)
+    return app
+
+
+async def _services(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    nc = await nats_io.connect(settings, name="ingest")
+    js = nc.jetstream()
+    await nats_io.ensure_topology(js, settings)
+    jobs = JobStore(await js.key_value(settings.jobs_kv_bucket))
+    tokens = TokenStore(await js.key_value(settings.tokens_kv_bucket))
+    if settings.admin_token is not None:
+        await tokens.ensure(settings.admin_token.get_secret_value(), settings.admin_user, Role.ADMIN)
+    app[SERVICES] = Services(settings, nc, jobs, tokens, make_client(settings), make_presigner(settings))
+    yield
+    await nc.drain()
+
+
+_BACKEND_DOWN = (
+    ConnectionClosedError,
+    NoServersError,
+    NatsTimeoutError,
+    ServiceUnavailableError,
+    asyncio.TimeoutError,
+    BotoCoreError,
+)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return exc.response()
+    except ValidationError as exc:
+        return BadRequest(_describe(exc)).response()
+    except _BACKEND_DOWN as exc:
+        log.warning("backing service unavailable: %r", exc)
+        return ServiceUnavailable("a backing service (job queue or store) is unreachable; retry shortly").response()
+    except ClientError as exc:
+        log.warning("store error: %s", exc)
+        return ServiceUnavailable("the object store refused the request; retry shortly").response()
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return ApiError("internal server error; please report it to the administrators").response()
+
+
+def cors_middleware(
+    settings: IngestSettings,
+) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    allowed = set(settings.cors_origins)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if request.method == "OPTIONS" and origin:
+            response: web.StreamResponse = web.Response(status=204)
+        else:
+            response = await handler(request)
+        if origin and ("*" in allowed or origin in allowed):
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+            response.headers["Access-Control-Expose-Headers"] = "Retry-After, X-Next-Offset, X-Job-Status"
+        return response
+
+    return middleware
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:5]:
+        field = ".".join(str(p) for p in error["loc"]) or "body"
+        parts.append(f"{field}: {error['msg']}")
+    return "invalid request: " + "; ".join(parts)

@@ -1,0 +1,106 @@
+"""The OpenAPI document of /api/v1, built from the same pydantic models the handlers validate with."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from ingest.admin import CreateTokenRequest
+from leadersboard.models import CreateSubmissionRequest, CreateSubmissionResponse, ErrorBody, JobRecord
+
+__all__ = ["document", "serve"]
+
+_ERRORS = {
+    "400": "Malformed request: the message names the field and why.",
+    "401": "Missing, bad, expired or revoked token.",
+    "429": "Rate limit reached; see Retry-After.",
+    "503": "A backing service is down; retry later.",
+}
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _json(model: type[BaseModel] | dict[str, Any]) -> dict[str, Any]:
+    schema = _ref(model) if isinstance(model, type) else model
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _op(summary: str, ok: tuple[str, dict[str, Any]], *, body: type[BaseModel] | None = None,
+        params: list[dict[str, Any]] | None = None, auth: bool = True) -> dict[str, Any]:  # fmt: skip
+    responses: dict[str, Any] = {ok[0]: {"description": "OK", **ok[1]}}
+    for code, text in _ERRORS.items():
+        responses[code] = {"description": text, **_json(ErrorBody)}
+    operation: dict[str, Any] = {"summary": summary, "responses": responses}
+    if body is not None:
+        operation["requestBody"] = {"required": True, **_json(body)}
+    if params:
+        operation["parameters"] = params
+    if not auth:
+        operation["security"] = []
+    return operation
+
+
+_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+_LIST = {"type": "object", "properties": {"submissions": {"type": "array", "items": _ref(JobRecord)}}}
+_TEXT = {"content": {"text/plain": {"schema": {"type": "string"}}}}
+
+
+@cache
+def document() -> dict[str, Any]:
+    models: list[type[BaseModel]] = [
+        CreateSubmissionRequest, CreateSubmissionResponse, JobRecord, ErrorBody, CreateTokenRequest,
+    ]  # fmt: skip
+    schemas: dict[str, Any] = {}
+    for model in models:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    query = [
+        {"name": "dataset", "in": "query", "schema": {"type": "string"}},
+        {"name": "metric", "in": "query", "schema": {"type": "string", "default": "image_AUROC"}},
+        {"name": "best_per_user", "in": "query", "schema": {"type": "boolean", "default": True}},
+    ]
+    offset = {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}}
+    paths = {
+        "/api/v1/submissions": {
+            "post": _op("Create a submission; returns presigned upload URLs", ("201", _json(CreateSubmissionResponse)),
+                        body=CreateSubmissionRequest),
+            "get": _op("List your submissions (admins: ?all=1 for everyone's)", ("200", _json(_LIST))),
+        },
+        "/api/v1/submissions/{id}": {"get": _op("One submission", ("200", _json(JobRecord)), params=[_ID])},
+        "/api/v1/submissions/{id}/logs": {
+            "get": _op("The job log from byte `offset`; X-Next-Offset tells where to go on", ("200", _TEXT),
+                       params=[_ID, offset]),
+        },
+        "/api/v1/submissions/{id}/cancel": {"post": _op("Cancel a pending or running job",
+                                                        ("200", _json(JobRecord)), params=[_ID])},
+        "/api/v1/leaderboard": {"get": _op("Completed submissions ranked by a metric", ("200", {}), params=query)},
+        "/api/v1/health": {"get": _op("Health of the API and its backing services", ("200", {}), auth=False)},
+        "/api/v1/admin/tokens": {
+            "post": _op("Issue a token (shown once)", ("201", {}), body=CreateTokenRequest),
+            "get": _op("List tokens (never the tokens themselves)", ("200", {})),
+        },
+        "/api/v1/admin/tokens/{token_id}/revoke": {
+            "post": _op("Revoke a token", ("200", {}),
+                        params=[{"name": "token_id", "in": "path", "required": True, "schema": {"type": "string"}}]),
+        },
+    }  # fmt: skip
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "LeadersBoard API", "version": "1"},
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+    }
+
+
+async def serve(request: web.Request) -> web.Response:
+    return web.json_response(document())

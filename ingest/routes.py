@@ -1,0 +1,208 @@
+"""The /api/v1 routes for users: submissions, logs, cancel, leaderboard, health."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+from botocore.exceptions import ClientError
+
+from ingest import admin, openapi
+from ingest.auth import require_token
+from ingest.context import Services, json_body, services
+from ingest.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
+from ingest.presign import presign_submission
+from leadersboard import keys
+from leadersboard.models import CreateSubmissionRequest, JobRecord, JobStatus, Role, TokenRecord, utcnow
+
+__all__ = ["add_routes", "job_view"]
+
+MAX_LOG_CHUNK_BYTES = 1024 * 1024
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/v1/submissions", create_submission)
+    app.router.add_get("/api/v1/submissions", list_submissions)
+    app.router.add_get("/api/v1/submissions/{id}", get_submission)
+    app.router.add_get("/api/v1/submissions/{id}/logs", get_logs)
+    app.router.add_post("/api/v1/submissions/{id}/cancel", cancel_submission)
+    app.router.add_get("/api/v1/leaderboard", leaderboard)
+    app.router.add_get("/api/v1/health", health)
+    app.router.add_get("/api/v1/openapi.json", openapi.serve)
+    admin.add_routes(app)
+
+
+async def create_submission(request: web.Request) -> web.Response:
+    svc = services(request)
+    svc.require_nats()
+    caller = await require_token(request, svc.tokens)
+    body = CreateSubmissionRequest.model_validate(await json_body(request))
+    missing = body.missing_declared_files()
+    if missing:
+        raise BadRequest(f"files: {', '.join(missing)} is named as entrypoint/config but not in files")
+    settings = svc.settings
+    for spec in body.files:
+        if spec.size > settings.max_file_bytes:
+            raise PayloadTooLarge(f"files: {spec.path} is {spec.size} bytes; the limit is {settings.max_file_bytes}")
+    total = sum(spec.size for spec in body.files)
+    if total > settings.max_submission_bytes:
+        raise PayloadTooLarge(f"files: {total} bytes in all; the limit is {settings.max_submission_bytes}")
+    response = presign_submission(
+        svc.presigner,
+        bucket=settings.bucket,
+        user=caller.user,
+        request=body,
+        expiry_s=settings.presign_expiry_s,
+    )
+    return web.json_response(response.model_dump(mode="json"), status=201)
+
+
+def job_view(record: JobRecord) -> dict[str, Any]:
+    view = record.model_dump(mode="json", exclude={"version"})
+    view["duration_s"] = record.duration_s
+    return view
+
+
+async def _visible_job(request: web.Request, caller: TokenRecord) -> JobRecord:
+    svc = services(request)
+    submission_id = request.match_info["id"]
+    if caller.role is Role.ADMIN:
+        record = await svc.jobs.find(submission_id)
+    else:
+        record = await svc.jobs.get(caller.user, submission_id)
+    if record is None:
+        # Another user's job is reported exactly like a missing one: ids reveal nothing.
+        raise NotFound(
+            f"no submission {submission_id!r} of yours; a new submission appears once its manifest is uploaded"
+        )
+    return record
+
+
+async def list_submissions(request: web.Request) -> web.Response:
+    svc = services(request)
+    caller = await require_token(request, svc.tokens)
+    everyone = caller.role is Role.ADMIN and request.query.get("all") in ("1", "true")
+    records = await svc.jobs.list(None if everyone else caller.user)
+    return web.json_response({"submissions": [job_view(r) for r in reversed(records)]})
+
+
+async def get_submission(request: web.Request) -> web.Response:
+    svc = services(request)
+    caller = await require_token(request, svc.tokens)
+    return web.json_response(job_view(await _visible_job(request, caller)))
+
+
+async def get_logs(request: web.Request) -> web.Response:
+    svc = services(request)
+    caller = await require_token(request, svc.tokens)
+    record = await _visible_job(request, caller)
+    try:
+        offset = int(request.query.get("offset", "0"))
+    except ValueError as exc:
+        raise BadRequest("offset: must be a whole number of bytes") from exc
+    if offset < 0:
+        raise BadRequest("offset: must not be negative")
+    key = keys.result_key(record.user, record.submission_id, "job.log")
+    chunk = await asyncio.to_thread(_read_range, svc, key, offset)
+    headers = {"X-Next-Offset": str(offset + len(chunk)), "X-Job-Status": record.status.value}
+    return web.Response(body=chunk, content_type="text/plain", charset="utf-8", headers=headers)
+
+
+def _read_range(svc: Services, key: str, offset: int) -> bytes:
+    end = offset + MAX_LOG_CHUNK_BYTES - 1
+    try:
+        response = svc.s3.get_object(Bucket=svc.settings.bucket, Key=key, Range=f"bytes={offset}-{end}")
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "InvalidRange", "404"):
+            return b""
+        raise
+    return bytes(response["Body"].read())
+
+
+async def cancel_submission(request: web.Request) -> web.Response:
+    svc = services(request)
+    caller = await require_token(request, svc.tokens)
+    record = await _visible_job(request, caller)
+
+    def cancel(current: JobRecord) -> JobRecord | None:
+        if current.status.terminal:
+            return None
+        current.status = JobStatus.CANCELLED
+        current.error = f"cancelled by {caller.user}"
+        current.finished_at = utcnow()
+        return current
+
+    updated = await svc.jobs.update(record.user, record.submission_id, cancel)
+    if updated is None or updated.status is not JobStatus.CANCELLED:
+        status = updated.status.value if updated else "gone"
+        raise Conflict(
+            f"submission {record.submission_id} is already {status}; only pending or running jobs can be cancelled"
+        )
+    return web.json_response(job_view(updated))
+
+
+async def leaderboard(request: web.Request) -> web.Response:
+    svc = services(request)
+    await require_token(request, svc.tokens)
+    dataset = request.query.get("dataset")
+    metric = request.query.get("metric", "image_AUROC")
+    best_per_user = request.query.get("best_per_user", "true").lower() not in ("0", "false", "no")
+    everything = await svc.jobs.list(None)
+    records = [
+        r
+        for r in everything
+        if r.status is JobStatus.COMPLETED and metric in r.metrics and (dataset is None or r.dataset == dataset)
+    ]
+    records.sort(key=lambda r: (-r.metrics[metric], r.submission_id))
+    if best_per_user:
+        records = _best_per_user(records)
+    entries = [
+        {
+            "rank": rank,
+            "user": r.user,
+            "submission_id": r.submission_id,
+            "dataset": r.dataset,
+            "method": r.metadata.get("method") or r.params.get("method"),
+            "description": r.metadata.get("description"),
+            "value": r.metrics[metric],
+            "metrics": r.metrics,
+            "submitted_at": r.created_at.isoformat(),
+            "mlflow_run_url": r.mlflow_run_url,
+        }
+        for rank, r in enumerate(records, start=1)
+    ]
+    datasets = sorted({r.dataset for r in everything if r.dataset})
+    return web.json_response(
+        {
+            "metric": metric,
+            "higher_is_better": True,
+            "dataset": dataset,
+            "datasets": datasets,
+            "entries": entries,
+        }
+    )
+
+
+def _best_per_user(ranked: list[JobRecord]) -> list[JobRecord]:
+    """The first (best) record of each user on each dataset."""
+    seen: set[tuple[str | None, str]] = set()
+    best = []
+    for record in ranked:
+        if (record.dataset, record.user) not in seen:
+            seen.add((record.dataset, record.user))
+            best.append(record)
+    return best
+
+
+async def health(request: web.Request) -> web.Response:
+    svc = services(request)
+    nats_ok = svc.nc.is_connected
+    try:
+        await asyncio.to_thread(svc.s3.head_bucket, Bucket=svc.settings.bucket)
+        store_ok = True
+    except Exception:
+        store_ok = False
+    ok = nats_ok and store_ok
+    body = {"status": "ok" if ok else "degraded", "nats": nats_ok, "store": store_ok}
+    return web.json_response(body, status=200 if ok else 503)

@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from pydantic import SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from leadersboard.settings import NatsSettings, S3Settings
+
+__all__ = ["IngestSettings"]
+
+
+class IngestSettings(NatsSettings, S3Settings):
+    model_config = SettingsConfigDict(env_prefix="LB_INGEST_")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    presign_expiry_s: int = 3600
+    max_file_bytes: int = 5 * 1024**3
+    max_submission_bytes: int = 20 * 1024**3
+    admin_token: SecretStr | None = None
+    admin_user: str = "admin"
+    mlflow_public_url: str = "http://127.0.0.1:5010"
+    cors_origins: list[str] = ["*"]

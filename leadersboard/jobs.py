@@ -1,0 +1,92 @@
+"""Job records in a NATS key-value bucket, keyed `<user>.<submission id>`, updated compare-and-set."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.kv import KeyValue
+
+from leadersboard.models import JobRecord
+
+__all__ = ["JobStore", "Mutation"]
+
+Mutation = Callable[[JobRecord], JobRecord | None]
+"""Takes the current record, returns the new one, or None to leave it as it is."""
+
+
+def job_key(user: str, submission_id: str) -> str:
+    return f"{user}.{submission_id}"
+
+
+class JobStore:
+    def __init__(self, kv: KeyValue) -> None:
+        self._kv = kv
+
+    async def create(self, record: JobRecord) -> bool:
+        """Store a new record; False when one already exists (a redelivered event)."""
+        try:
+            await self._kv.create(job_key(record.user, record.submission_id), _encode(record))
+        except KeyWrongLastSequenceError:
+            return False
+        return True
+
+    async def get(self, user: str, submission_id: str) -> JobRecord | None:
+        found = await self._get(job_key(user, submission_id))
+        return None if found is None else found[0]
+
+    async def find(self, submission_id: str) -> JobRecord | None:
+        """Any user's record by id (for admins and for the runner)."""
+        try:
+            keys = await self._kv.keys(filters=[f"*.{submission_id}"])
+        except NoKeysError:
+            return None
+        for key in keys:
+            found = await self._get(key)
+            if found is not None:
+                return found[0]
+        return None
+
+    async def update(self, user: str, submission_id: str, mutate: Mutation) -> JobRecord | None:
+        """Apply `mutate` atomically, retrying on concurrent writes; returns the stored record."""
+        key = job_key(user, submission_id)
+        while True:
+            found = await self._get(key)
+            if found is None:
+                return None
+            current, revision = found
+            changed = mutate(current.model_copy(deep=True))
+            if changed is None:
+                return current
+            try:
+                await self._kv.update(key, _encode(changed), last=revision)
+            except KeyWrongLastSequenceError:
+                continue
+            return changed
+
+    async def list(self, user: str | None = None) -> list[JobRecord]:
+        """All records of `user` (or everyone's), oldest first."""
+        watcher = await self._kv.watch(f"{user}.*" if user else ">", ignore_deletes=True)
+        records: list[JobRecord] = []
+        try:
+            async for entry in watcher:
+                if entry is None:
+                    break
+                if entry.value:
+                    records.append(JobRecord.model_validate_json(entry.value))
+        finally:
+            await watcher.stop()
+        return sorted(records, key=lambda r: r.submission_id)
+
+    async def _get(self, key: str) -> tuple[JobRecord, int] | None:
+        try:
+            entry = await self._kv.get(key)
+        except KeyNotFoundError:
+            return None
+        if not entry.value or entry.revision is None:
+            return None
+        return JobRecord.model_validate_json(entry.value), entry.revision
+
+
+def _encode(record: JobRecord) -> bytes:
+    return record.model_dump_json().encode()

@@ -1,0 +1,60 @@
+"""The storage layout of the one bucket, readable in the MinIO console (see docs/architecture.md)."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from dataclasses import dataclass
+
+__all__ = [
+    "ManifestKey",
+    "file_key",
+    "manifest_key",
+    "new_submission_id",
+    "parse_manifest_key",
+    "result_key",
+    "results_prefix",
+    "submission_prefix",
+]
+
+_MANIFEST_KEY = re.compile(r"^submissions/(?P<user>[a-z0-9][a-z0-9_-]{0,62})/(?P<id>[0-9a-z]{8,40})/manifest\.json$")
+
+
+def new_submission_id() -> str:
+    """Sortable by creation time (millisecond hex prefix), unguessable (random suffix)."""
+    return f"{int(time.time() * 1000):012x}{secrets.token_hex(6)}"
+
+
+def submission_prefix(user: str, submission_id: str) -> str:
+    return f"submissions/{user}/{submission_id}/"
+
+
+def file_key(user: str, submission_id: str, path: str) -> str:
+    return f"{submission_prefix(user, submission_id)}files/{path}"
+
+
+def manifest_key(user: str, submission_id: str) -> str:
+    return f"{submission_prefix(user, submission_id)}manifest.json"
+
+
+def results_prefix(user: str, submission_id: str) -> str:
+    return f"results/{user}/{submission_id}/"
+
+
+def result_key(user: str, submission_id: str, name: str) -> str:
+    return f"{results_prefix(user, submission_id)}{name}"
+
+
+@dataclass(frozen=True)
+class ManifestKey:
+    user: str
+    submission_id: str
+
+
+def parse_manifest_key(key: str) -> ManifestKey | None:
+    """The user and id of a manifest key, or None for any other object."""
+    match = _MANIFEST_KEY.match(key)
+    if match is None:
+        return None
+    return ManifestKey(user=match["user"], submission_id=match["id"])

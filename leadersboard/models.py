@@ -1,0 +1,264 @@
+"""Every message and record of the platform, versioned, in one place.
+
+Whatever crosses a process boundary (HTTP bodies, the manifest in the store, S3 events on NATS,
+jobs on the work queue, records in the NATS key-value buckets, the job's metrics.json) is one
+of these models and is validated where it arrives.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = [
+    "USER_NAME_PATTERN",
+    "CreateSubmissionRequest",
+    "CreateSubmissionResponse",
+    "ErrorBody",
+    "FileSpec",
+    "JobMessage",
+    "JobRecord",
+    "JobStatus",
+    "Manifest",
+    "MetricsFile",
+    "PresignedRequest",
+    "Role",
+    "S3EventEnvelope",
+    "TokenRecord",
+    "utcnow",
+]
+
+USER_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+_SAFE_PATH = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._ +\-/]{0,255}$")
+MAX_FILES = 200
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def check_relative_path(path: str) -> str:
+    """A submitted file path: relative, no `..`, no empty parts, printable ASCII."""
+    if not _SAFE_PATH.match(path):
+        raise ValueError("must be a relative path of letters, digits, '.', '_', '-', ' ', '+' and '/' (max 256 chars)")
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise ValueError("must not contain empty, '.' or '..' parts")
+    return path
+
+
+class FileSpec(_Strict):
+    path: str = Field(description="Path of the file inside the submission, e.g. `main.py`.")
+    size: int = Field(ge=0, description="Size in bytes.")
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+    @field_validator("path")
+    @classmethod
+    def _relative(cls, path: str) -> str:
+        return check_relative_path(path)
+
+
+class CreateSubmissionRequest(_Strict):
+    entrypoint: str = "main.py"
+    config: str = "config.yaml"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    files: list[FileSpec] = Field(min_length=1, max_length=MAX_FILES)
+
+    @field_validator("files")
+    @classmethod
+    def _unique_paths(cls, files: list[FileSpec]) -> list[FileSpec]:
+        seen: set[str] = set()
+        for spec in files:
+            if spec.path in seen:
+                raise ValueError(f"duplicate path {spec.path!r}")
+            seen.add(spec.path)
+        return files
+
+    def missing_declared_files(self) -> list[str]:
+        paths = {spec.path for spec in self.files}
+        return [name for name in (self.entrypoint, self.config) if name not in paths]
+
+
+class PresignedRequest(BaseModel):
+    path: str | None = None
+    method: str = "PUT"
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: str | None = Field(default=None, description="For the manifest: the exact bytes to PUT.")
+
+
+class CreateSubmissionResponse(BaseModel):
+    submission_id: str
+    uploads: list[PresignedRequest]
+    manifest: PresignedRequest
+    expires_at: datetime
+
+
+class Manifest(_Strict):
+    """`submissions/<user>/<id>/manifest.json`: its creation is the only trigger of a job."""
+
+    version: Literal[1] = 1
+    submission_id: str = Field(pattern=r"^[0-9a-z]{8,40}$")
+    user: str = Field(pattern=USER_NAME_PATTERN)
+    entrypoint: str
+    config: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    files: list[FileSpec] = Field(min_length=1, max_length=MAX_FILES)
+    created_at: datetime
+
+
+class JobStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class JobRecord(BaseModel):
+    """The state of one submission, kept in the NATS KV bucket of jobs under `<user>.<id>`."""
+
+    version: Literal[1] = 1
+    submission_id: str
+    user: str
+    status: JobStatus = JobStatus.PENDING
+    entrypoint: str
+    config: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    files: list[FileSpec] = Field(default_factory=list)
+    dataset: str | None = None
+    created_at: datetime
+    queued_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    runner: str | None = None
+    attempts: int = 0
+    exit_code: int | None = None
+    params: dict[str, str] = Field(default_factory=dict)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    error: str | None = None
+    mlflow_run_id: str | None = None
+    mlflow_run_url: str | None = None
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+class JobMessage(_Strict):
+    """One job on the JetStream work queue; the runner reads the rest from the job record."""
+
+    version: Literal[1] = 1
+    submission_id: str
+    user: str
+
+
+class MetricsFile(BaseModel):
+    """The job's `<output>/metrics.json`, as the guide defines it."""
+
+    params: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, float]
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _numbers_only(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise ValueError("must be an object of name -> number")
+        for name, number in value.items():
+            if isinstance(number, bool) or not isinstance(number, int | float):
+                raise ValueError(f"metric {name!r} is {number!r}, not a number")
+            if not math.isfinite(number):
+                raise ValueError(f"metric {name!r} is {number!r}, not a finite number")
+        return value
+
+    def params_as_strings(self) -> dict[str, str]:
+        return {str(k): str(v)[:500] for k, v in self.params.items()}
+
+
+class Role(StrEnum):
+    USER = "user"
+    ADMIN = "admin"
+
+
+class TokenRecord(BaseModel):
+    """A token as stored: never the token itself, only its SHA-256 (the KV key)."""
+
+    version: Literal[1] = 1
+    token_id: str
+    user: str = Field(pattern=USER_NAME_PATTERN)
+    role: Role = Role.USER
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime | None = None
+    revoked: bool = False
+    last_used_at: datetime | None = None
+
+    def usable(self, now: datetime) -> bool:
+        return not self.revoked and (self.expires_at is None or now < self.expires_at)
+
+
+class S3Object(BaseModel):
+    key: str
+    size: int = 0
+    eTag: str = ""
+    contentType: str = ""
+    userMetadata: dict[str, str] = Field(default_factory=dict)
+    versionId: str = ""
+    sequencer: str = ""
+
+
+class S3Bucket(BaseModel):
+    name: str
+    ownerIdentity: dict[str, str] = Field(default_factory=dict)
+    arn: str = ""
+
+
+class S3Entity(BaseModel):
+    s3SchemaVersion: str = "1.0"
+    configurationId: str = "Config"
+    bucket: S3Bucket
+    object: S3Object
+
+
+class S3EventRecord(BaseModel):
+    eventVersion: str = "2.0"
+    eventSource: str = "minio:s3"
+    awsRegion: str = ""
+    eventTime: str
+    eventName: str
+    userIdentity: dict[str, str] = Field(default_factory=dict)
+    requestParameters: dict[str, str] = Field(default_factory=dict)
+    responseElements: dict[str, str] = Field(default_factory=dict)
+    s3: S3Entity
+    source: dict[str, str] = Field(default_factory=dict)
+
+
+class S3EventEnvelope(BaseModel):
+    """What MinIO publishes to NATS for a bucket event (and what our SeaweedFS bridge imitates)."""
+
+    EventName: str
+    Key: str = Field(description="`<bucket>/<url-unescaped object key>`")
+    Records: list[S3EventRecord] = Field(min_length=1)
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail

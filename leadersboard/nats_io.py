@@ -1,0 +1,77 @@
+"""Connecting to NATS and declaring the streams and key-value buckets every service relies on."""
+
+from __future__ import annotations
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import BucketNotFoundError
+from nats.js.kv import KeyValue
+
+from leadersboard.settings import NatsSettings
+
+__all__ = ["connect", "ensure_topology", "kv_bucket"]
+
+EVENTS_MAX_AGE_S = 7 * 24 * 3600
+DUPLICATE_WINDOW_S = 10 * 60
+
+
+async def connect(settings: NatsSettings, *, name: str) -> NATS:
+    """Connect and keep reconnecting forever: services ride out NATS restarts."""
+    token = settings.nats_token.get_secret_value() if settings.nats_token else None
+    return await nats.connect(
+        settings.nats_url,
+        name=name,
+        token=token,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        connect_timeout=5,
+        allow_reconnect=True,
+    )
+
+
+async def ensure_topology(js: JetStreamContext, settings: NatsSettings) -> None:
+    """Idempotently declare the event stream, the job work queue and the KV buckets."""
+    await _ensure_stream(
+        js,
+        StreamConfig(
+            name=settings.events_stream,
+            subjects=[settings.events_subject],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=EVENTS_MAX_AGE_S,
+            duplicate_window=DUPLICATE_WINDOW_S,
+            num_replicas=settings.nats_replicas,
+        ),
+    )
+    await _ensure_stream(
+        js,
+        StreamConfig(
+            name=settings.jobs_stream,
+            subjects=[settings.jobs_subject],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.OLD,
+            duplicate_window=DUPLICATE_WINDOW_S,
+            num_replicas=settings.nats_replicas,
+        ),
+    )
+    for bucket in (settings.jobs_kv_bucket, settings.tokens_kv_bucket):
+        await kv_bucket(js, bucket, replicas=settings.nats_replicas)
+
+
+async def kv_bucket(js: JetStreamContext, bucket: str, *, replicas: int = 1) -> KeyValue:
+    try:
+        return await js.key_value(bucket)
+    except BucketNotFoundError:
+        from nats.js.api import KeyValueConfig
+
+        return await js.create_key_value(KeyValueConfig(bucket=bucket, history=1, replicas=replicas))
+
+
+async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    try:
+        await js.stream_info(config.name or "")
+    except nats.js.errors.NotFoundError:
+        await js.add_stream(config)

