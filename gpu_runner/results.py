@@ -43,7 +43,9 @@ def dataset_name(record: JobRecord, metrics: MetricsFile | None, config_path: Pa
         if candidate:
             return str(candidate)[:100]
     data = _config_data_section(config_path)
-    init_args = data.get("init_args") if isinstance(data.get("init_args"), dict) else {}
+    init_args = data.get("init_args")
+    if not isinstance(init_args, dict):
+        init_args = {}
     for candidate in (init_args.get("name"), data.get("name")):
         if candidate:
             return str(candidate)[:100]

@@ -44,7 +44,7 @@ async def create_token(request: web.Request) -> web.Response:
 async def list_tokens(request: web.Request) -> web.Response:
     svc = services(request)
     await require_admin(request, svc.tokens)
-    return web.json_response({"tokens": [_token_view(r) for r in await svc.tokens.list()]})
+    return web.json_response({"tokens": [_token_view(r) for r in await svc.tokens.list_records()]})
 
 
 async def revoke_token(request: web.Request) -> web.Response:

@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from botocore.exceptions import BotoCoreError, ClientError
 from nats.errors import ConnectionClosedError, NoServersError
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -83,9 +84,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return ApiError("internal server error; please report it to the administrators").response()
 
 
-def cors_middleware(
-    settings: IngestSettings,
-) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def cors_middleware(settings: IngestSettings) -> Middleware:
     allowed = set(settings.cors_origins)
 
     @web.middleware

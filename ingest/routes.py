@@ -83,7 +83,7 @@ async def list_submissions(request: web.Request) -> web.Response:
     svc = services(request)
     caller = await require_token(request, svc.tokens)
     everyone = caller.role is Role.ADMIN and request.query.get("all") in ("1", "true")
-    records = await svc.jobs.list(None if everyone else caller.user)
+    records = await svc.jobs.list_records(None if everyone else caller.user)
     return web.json_response({"submissions": [job_view(r) for r in reversed(records)]})
 
 
@@ -148,7 +148,7 @@ async def leaderboard(request: web.Request) -> web.Response:
     dataset = request.query.get("dataset")
     metric = request.query.get("metric", "image_AUROC")
     best_per_user = request.query.get("best_per_user", "true").lower() not in ("0", "false", "no")
-    everything = await svc.jobs.list(None)
+    everything = await svc.jobs.list_records(None)
     records = [
         r
         for r in everything

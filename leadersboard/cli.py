@@ -115,7 +115,7 @@ def _metadata(raw: str | None) -> dict[str, Any]:
 
 def cmd_jobs(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        records = client.list(everyone=getattr(args, "all", False))
+        records = client.jobs(everyone=getattr(args, "all", False))
     if args.json:
         console.out(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
         return 0

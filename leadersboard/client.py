@@ -119,7 +119,7 @@ class Client:
     def get(self, submission_id: str) -> JobRecord:
         return JobRecord.model_validate(self._call("GET", f"/submissions/{submission_id}").json())
 
-    def list(self, *, everyone: bool = False) -> list[JobRecord]:
+    def jobs(self, *, everyone: bool = False) -> list[JobRecord]:
         params = {"all": "1"} if everyone else {}
         body = self._call("GET", "/submissions", params=params).json()
         return [JobRecord.model_validate(item) for item in body["submissions"]]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from leadersboard.models import JobRecord
@@ -36,16 +36,9 @@ class JobStore:
         return None if found is None else found[0]
 
     async def find(self, submission_id: str) -> JobRecord | None:
-        """Any user's record by id (for admins and for the runner)."""
-        try:
-            keys = await self._kv.keys(filters=[f"*.{submission_id}"])
-        except NoKeysError:
-            return None
-        for key in keys:
-            found = await self._get(key)
-            if found is not None:
-                return found[0]
-        return None
+        """Any user's record by id (for admins)."""
+        found = await self._watch(f"*.{submission_id}")
+        return found[0] if found else None
 
     async def update(self, user: str, submission_id: str, mutate: Mutation) -> JobRecord | None:
         """Apply `mutate` atomically, retrying on concurrent writes; returns the stored record."""
@@ -64,9 +57,13 @@ class JobStore:
                 continue
             return changed
 
-    async def list(self, user: str | None = None) -> list[JobRecord]:
+    async def list_records(self, user: str | None = None) -> list[JobRecord]:
         """All records of `user` (or everyone's), oldest first."""
-        watcher = await self._kv.watch(f"{user}.*" if user else ">", ignore_deletes=True)
+        return sorted(await self._watch(f"{user}.*" if user else ">"), key=lambda r: r.submission_id)
+
+    async def _watch(self, pattern: str) -> list[JobRecord]:
+        """The current records whose keys match the subject pattern, filtered by the server."""
+        watcher = await self._kv.watch(pattern, ignore_deletes=True)
         records: list[JobRecord] = []
         try:
             async for entry in watcher:
@@ -76,7 +73,7 @@ class JobStore:
                     records.append(JobRecord.model_validate_json(entry.value))
         finally:
             await watcher.stop()
-        return sorted(records, key=lambda r: r.submission_id)
+        return records
 
     async def _get(self, key: str) -> tuple[JobRecord, int] | None:
         try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import nats
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
@@ -13,6 +15,8 @@ from leadersboard.settings import NatsSettings
 
 __all__ = ["connect", "ensure_topology", "kv_bucket"]
 
+log = logging.getLogger("leadersboard.nats")
+
 EVENTS_MAX_AGE_S = 7 * 24 * 3600
 DUPLICATE_WINDOW_S = 10 * 60
 
@@ -20,6 +24,16 @@ DUPLICATE_WINDOW_S = 10 * 60
 async def connect(settings: NatsSettings, *, name: str) -> NATS:
     """Connect and keep reconnecting forever: services ride out NATS restarts."""
     token = settings.nats_token.get_secret_value() if settings.nats_token else None
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("%s: NATS connection error: %r", name, exc)
+
+    async def on_disconnect() -> None:
+        log.warning("%s: disconnected from NATS; reconnecting", name)
+
+    async def on_reconnect() -> None:
+        log.info("%s: reconnected to NATS", name)
+
     return await nats.connect(
         settings.nats_url,
         name=name,
@@ -28,6 +42,9 @@ async def connect(settings: NatsSettings, *, name: str) -> NATS:
         reconnect_time_wait=0.5,
         connect_timeout=5,
         allow_reconnect=True,
+        error_cb=on_error,
+        disconnected_cb=on_disconnect,
+        reconnected_cb=on_reconnect,
     )
 
 

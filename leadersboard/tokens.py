@@ -63,7 +63,7 @@ class TokenStore:
             return None
         return record if record.usable(utcnow()) else None
 
-    async def list(self) -> list[TokenRecord]:
+    async def list_records(self) -> list[TokenRecord]:
         try:
             keys = await self._kv.keys()
         except NoKeysError:

@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nats.errors
 import pytest
@@ -24,6 +25,9 @@ from leadersboard.s3 import make_client
 from leadersboard.settings import NatsSettings, S3Settings, settings_env
 from leadersboard.stack.procs import ManagedProcess
 from leadersboard.stack.services import NatsServer, Seaweed
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -131,7 +135,7 @@ async def test_multipart_upload_becomes_one_complete_event(
 
     created = client.create_multipart_upload(Bucket=bucket, Key=key, Metadata={"purpose": "test"})
     upload_id = created["UploadId"]
-    parts = []
+    parts: list[CompletedPartTypeDef] = []
     for number in (1, 2):
         response = client.upload_part(
             Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=os.urandom(PART_BYTES)
@@ -212,7 +216,6 @@ async def test_event_put_while_nats_is_down_is_published_once_it_is_back(
     client.put_object(Bucket=bucket, Key="during.txt", Body=b"during")
     await asyncio.sleep(1.0)  # let the bridge fail a few publishes of it
     # Same port and store: the stream (file storage) and both clients come back.
-    nats_server.process.popen = None
     nats_server.process.start().wait_ready(10)
 
     await _wait_for_stream_messages(js, nats_settings, 2)

@@ -48,7 +48,8 @@ T = TypeVar("T")
 
 async def run(settings: BridgeSettings, *, stop: asyncio.Event | None = None) -> None:
     """Bridge until `stop` is set, then kill the tail, save the checkpoint and drain NATS."""
-    stop = stop or asyncio.Event()
+    if stop is None:
+        stop = asyncio.Event()
     nc = await _connect(settings, stop)
     if nc is None:
         return

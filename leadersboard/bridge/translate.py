@@ -3,8 +3,9 @@
 `weed filer.meta.tail` prints one pretty-printed protobuf-JSON object per filer event (camelCase
 fields, int64 values as strings, `extended` values base64). Only the event that makes an object's
 new content visible becomes an S3 event; everything else (directories, multipart parts under
-`.uploads/`, deletes, metadata-only updates such as tagging) is dropped, as MinIO would not publish
-an `s3:ObjectCreated:*` event for it with our `--event put` configuration.
+`.uploads/`, deletes, metadata-only updates such as tagging) is dropped. MinIO does publish
+`s3:ObjectCreated:PutTagging` and the like under `--event put`, but they carry no new content, so
+the bridge leaves them out; a copy cannot be told from a put in the filer log and becomes `:Put`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,158 @@
+"""The dispatcher against real NATS and SeaweedFS: validation reasons, idempotency, event filtering."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import quote_plus
+
+import pytest
+from nats.aio.client import Client as NATS
+
+from dispatcher.service import Dispatcher
+from dispatcher.settings import DispatcherSettings
+from leadersboard import keys
+from leadersboard.jobs import JobStore
+from leadersboard.models import FileSpec, JobMessage, JobStatus, Manifest, utcnow
+from leadersboard.s3 import S3Client, make_client
+from leadersboard.settings import NatsSettings, S3Settings
+
+SAMPLE = Path(__file__).parents[2] / "shared" / "reference" / "minio-nats-event.sample.json"
+
+
+@pytest.fixture
+async def dispatcher(nc: NATS, nats_settings: NatsSettings, s3_settings: S3Settings) -> AsyncIterator[Dispatcher]:
+    settings = DispatcherSettings(**nats_settings.model_dump(), **s3_settings.model_dump())
+    js = nc.jetstream()
+    yield Dispatcher(settings, js, JobStore(await js.key_value(settings.jobs_kv_bucket)), make_client(settings))
+
+
+def minio_event(bucket: str, key: str, name: str = "s3:ObjectCreated:Put") -> bytes:
+    """The real MinIO sample, pointed at `key`."""
+    event = json.loads(SAMPLE.read_text()) if SAMPLE.exists() else _fallback_sample()
+    event["EventName"] = name
+    event["Key"] = f"{bucket}/{key}"
+    record = event["Records"][0]
+    record["eventName"] = name
+    record["s3"]["bucket"]["name"] = bucket
+    record["s3"]["object"]["key"] = quote_plus(key, safe="")
+    return json.dumps(event).encode()
+
+
+def _fallback_sample() -> dict[str, object]:
+    return {
+        "EventName": "",
+        "Key": "",
+        "Records": [
+            {
+                "eventTime": "2019-10-22T09:27:27Z",
+                "eventName": "",
+                "s3": {"bucket": {"name": ""}, "object": {"key": ""}},
+            }
+        ],
+    }
+
+
+def upload(s3: S3Client, bucket: str, user: str, files: dict[str, bytes], *, declared: dict[str, int] | None = None,
+           entrypoint: str = "main.py", manifest_user: str | None = None) -> str:  # fmt: skip
+    sid = keys.new_submission_id()
+    for path, data in files.items():
+        s3.put_object(Bucket=bucket, Key=keys.file_key(user, sid, path), Body=data)
+    sizes = {path: len(data) for path, data in files.items()} | (declared or {})
+    manifest = Manifest(
+        submission_id=sid,
+        user=manifest_user or user,
+        entrypoint=entrypoint,
+        config="config.yaml",
+        files=[FileSpec(path=p, size=n) for p, n in sizes.items()],
+        created_at=utcnow(),
+    )
+    s3.put_object(Bucket=bucket, Key=keys.manifest_key(user, sid), Body=manifest.model_dump_json().encode())
+    return sid
+
+
+GOOD = {"main.py": b"print('hi')\n", "config.yaml": b"a: 1\n"}
+
+
+async def queued_jobs(nc: NATS, settings: NatsSettings) -> list[JobMessage]:
+    info = await nc.jetstream().stream_info(settings.jobs_stream)
+    sub = await nc.jetstream().pull_subscribe(settings.jobs_subject, durable="probe", stream=settings.jobs_stream)
+    messages = await sub.fetch(info.state.messages, timeout=2) if info.state.messages else []
+    return [JobMessage.model_validate_json(m.data) for m in messages]
+
+
+async def test_valid_submission_is_recorded_pending_and_queued_once(
+    dispatcher: Dispatcher, nc: NATS, nats_settings: NatsSettings
+) -> None:
+    bucket = dispatcher.settings.bucket
+    sid = upload(dispatcher.s3, bucket, "alice", GOOD, entrypoint="main.py")
+    event = minio_event(bucket, keys.manifest_key("alice", sid))
+    for _ in range(3):  # redelivery and bridge replays
+        await dispatcher.handle_event(event)
+    record = await dispatcher.jobs.get("alice", sid)
+    assert record is not None and record.status is JobStatus.PENDING
+    assert record.queued_at is not None
+    assert [j.submission_id for j in await queued_jobs(nc, nats_settings)] == [sid]
+
+
+@pytest.mark.parametrize(
+    ("files", "kwargs", "reason"),
+    [
+        (
+            {"main.py": GOOD["main.py"]},
+            {"declared": {"config.yaml": 5}},
+            "upload incomplete: config.yaml was never uploaded",
+        ),
+        (GOOD, {"declared": {"main.py": 999}}, "main.py is 12 bytes in the store but 999 were declared"),
+        (GOOD, {"entrypoint": "train.py"}, "the entrypoint 'train.py' is not among the uploaded files"),
+        ({**GOOD, "run.sh": b"x"}, {"entrypoint": "run.sh"}, "not a Python file"),
+        (GOOD, {"manifest_user": "bob"}, "but was uploaded under submissions/alice/"),
+    ],
+)
+async def test_invalid_submission_fails_with_precise_reason(
+    dispatcher: Dispatcher, nc: NATS, nats_settings: NatsSettings, files: dict[str, bytes], kwargs: dict, reason: str
+) -> None:
+    bucket = dispatcher.settings.bucket
+    sid = upload(dispatcher.s3, bucket, "alice", files, **kwargs)
+    await dispatcher.handle_event(minio_event(bucket, keys.manifest_key("alice", sid)))
+    record = await dispatcher.jobs.get("alice", sid)
+    assert record is not None and record.status is JobStatus.FAILED
+    assert record.error is not None and reason in record.error
+    assert await queued_jobs(nc, nats_settings) == []
+
+
+async def test_manifest_that_is_not_json_fails_the_job(dispatcher: Dispatcher) -> None:
+    bucket = dispatcher.settings.bucket
+    sid = keys.new_submission_id()
+    dispatcher.s3.put_object(Bucket=bucket, Key=keys.manifest_key("alice", sid), Body=b"{not json")
+    await dispatcher.handle_event(minio_event(bucket, keys.manifest_key("alice", sid)))
+    record = await dispatcher.jobs.get("alice", sid)
+    assert record is not None and record.status is JobStatus.FAILED
+    assert record.error is not None and record.error.startswith("manifest.json is not valid")
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        b"not json at all",
+        b'{"EventName": "s3:ObjectCreated:Put"}',
+        minio_event("leadersboard", "submissions/alice/0123456789abcdef/files/main.py"),
+        minio_event("leadersboard", "results/alice/0123456789abcdef/metrics.json"),
+    ],
+)
+async def test_other_events_are_ignored_without_error(dispatcher: Dispatcher, event: bytes) -> None:
+    await dispatcher.handle_event(event)
+    assert await dispatcher.jobs.list_records() == []
+
+
+async def test_tagging_and_retention_events_start_nothing(dispatcher: Dispatcher) -> None:
+    bucket = dispatcher.settings.bucket
+    sid = upload(dispatcher.s3, bucket, "alice", GOOD)
+    for name in ("s3:ObjectCreated:PutTagging", "s3:ObjectCreated:PutRetention", "s3:ObjectCreated:PutLegalHold"):
+        await dispatcher.handle_event(minio_event(bucket, keys.manifest_key("alice", sid), name))
+    assert await dispatcher.jobs.get("alice", sid) is None
+    await dispatcher.handle_event(
+        minio_event(bucket, keys.manifest_key("alice", sid), "s3:ObjectCreated:CompleteMultipartUpload")
+    )
+    assert await dispatcher.jobs.get("alice", sid) is not None

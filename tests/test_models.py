@@ -1,0 +1,148 @@
+"""The shared models and storage keys: what they accept and what they refuse."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from leadersboard.keys import ManifestKey, new_submission_id, parse_manifest_key
+from leadersboard.models import CreateSubmissionRequest, Manifest, MetricsFile
+
+
+def _request(*paths: str, **extra: Any) -> dict[str, Any]:
+    return {"files": [{"path": p, "size": 1} for p in paths], **extra}
+
+
+def test_a_plain_request_is_accepted_with_defaults() -> None:
+    body = CreateSubmissionRequest.model_validate(_request("main.py", "config.yaml", "src/model.py"))
+    assert body.entrypoint == "main.py"
+    assert body.config == "config.yaml"
+    assert [f.path for f in body.files] == ["main.py", "config.yaml", "src/model.py"]
+
+
+@pytest.mark.parametrize("path", ["../x", "a/../../x", "/etc/passwd", "a//b", "./main.py", "a\\b", ""])
+def test_unsafe_file_paths_are_refused(path: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        CreateSubmissionRequest.model_validate(_request("main.py", path))
+    assert info.value.errors()[0]["loc"][:3] == ("files", 1, "path")
+
+
+def test_duplicate_paths_are_refused() -> None:
+    with pytest.raises(ValidationError, match="duplicate path 'main.py'"):
+        CreateSubmissionRequest.model_validate(_request("main.py", "config.yaml", "main.py"))
+
+
+def test_an_empty_files_list_is_refused() -> None:
+    with pytest.raises(ValidationError) as info:
+        CreateSubmissionRequest.model_validate({"files": []})
+    assert info.value.errors()[0]["loc"] == ("files",)
+
+
+def test_a_negative_size_is_refused() -> None:
+    with pytest.raises(ValidationError) as info:
+        CreateSubmissionRequest.model_validate({"files": [{"path": "main.py", "size": -1}]})
+    assert info.value.errors()[0]["loc"] == ("files", 0, "size")
+
+
+def test_missing_declared_files() -> None:
+    complete = CreateSubmissionRequest.model_validate(_request("main.py", "config.yaml"))
+    assert complete.missing_declared_files() == []
+    custom = CreateSubmissionRequest.model_validate(_request("run.py", "config.yaml", entrypoint="train.py"))
+    assert custom.missing_declared_files() == ["train.py"]
+    neither = CreateSubmissionRequest.model_validate(_request("data.zip"))
+    assert neither.missing_declared_files() == ["main.py", "config.yaml"]
+
+
+def test_metrics_accept_ints_and_floats() -> None:
+    metrics = MetricsFile.model_validate({"params": {"lr": 0.1}, "metrics": {"image_AUROC": 0.93, "epochs": 3}})
+    assert metrics.metrics == {"image_AUROC": 0.93, "epochs": 3.0}
+    assert metrics.params_as_strings() == {"lr": "0.1"}
+
+
+@pytest.mark.parametrize(
+    "metrics",
+    [
+        {"auroc": "0.9"},
+        {"auroc": True},
+        {"auroc": float("nan")},
+        {"auroc": float("inf")},
+        {"auroc": float("-inf")},
+        [0.9],
+        0.9,
+    ],
+)
+def test_metrics_refuse_anything_but_finite_numbers(metrics: Any) -> None:
+    with pytest.raises(ValidationError) as info:
+        MetricsFile.model_validate({"metrics": metrics})
+    assert info.value.errors()[0]["loc"] == ("metrics",)
+
+
+def test_metrics_are_required() -> None:
+    with pytest.raises(ValidationError) as info:
+        MetricsFile.model_validate({"params": {}})
+    assert info.value.errors()[0]["loc"] == ("metrics",)
+    assert info.value.errors()[0]["type"] == "missing"
+
+
+def _manifest(user: str) -> dict[str, Any]:
+    return {
+        "submission_id": new_submission_id(),
+        "user": user,
+        "entrypoint": "main.py",
+        "config": "config.yaml",
+        "files": [{"path": "main.py", "size": 10}],
+        "created_at": datetime.now(UTC).isoformat(),
+    }
+
+
+def test_a_manifest_with_a_good_user_is_accepted() -> None:
+    assert Manifest.model_validate(_manifest("alice_01")).user == "alice_01"
+
+
+@pytest.mark.parametrize("user", ["Alice", "../alice", "alice/bob", "", "-alice", "a" * 64, "al ice"])
+def test_a_manifest_with_a_bad_user_is_refused(user: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        Manifest.model_validate(_manifest(user))
+    assert info.value.errors()[0]["loc"] == ("user",)
+
+
+def test_parse_manifest_key_accepts_a_manifest() -> None:
+    submission_id = new_submission_id()
+    parsed = parse_manifest_key(f"submissions/alice/{submission_id}/manifest.json")
+    assert parsed == ManifestKey(user="alice", submission_id=submission_id)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "submissions/alice/0123456789abcdef/files/manifest.json",
+        "submissions/alice/0123456789abcdef/files/main.py",
+        "results/alice/0123456789abcdef/manifest.json",
+        "submissions/alice/0123456789abcdef/extra/manifest.json",
+        "submissions/alice/team/0123456789abcdef/manifest.json",
+        "submissions/Alice/0123456789abcdef/manifest.json",
+        "submissions/alice/0123456789ABCDEF/manifest.json",
+        "submissions/alice/0123456789abcdef/manifest.json.tmp",
+        "prefix/submissions/alice/0123456789abcdef/manifest.json",
+    ],
+)
+def test_parse_manifest_key_refuses_other_keys(key: str) -> None:
+    assert parse_manifest_key(key) is None
+
+
+def test_submission_ids_sort_by_time_and_are_unique() -> None:
+    first = new_submission_id()
+    # Ids carry millisecond timestamps: wait (without sleeping blindly) until the clock has moved on.
+    start_ms = int(time.time() * 1000)
+    while int(time.time() * 1000) <= start_ms:
+        pass
+    second = new_submission_id()
+    assert first < second
+    batch = [new_submission_id() for _ in range(1000)]
+    assert len(set(batch)) == len(batch)
+    assert batch == sorted(batch, key=lambda i: i[:12])
+    assert all(parse_manifest_key(f"submissions/alice/{i}/manifest.json") for i in batch)
