@@ -81,6 +81,7 @@ def document() -> dict[str, Any]:
                                                         ("200", _json(JobRecord)), params=[_ID])},
         "/api/v1/leaderboard": {"get": _op("Completed submissions ranked by a metric", ("200", {}), params=query)},
         "/api/v1/health": {"get": _op("Health of the API and its backing services", ("200", {}), auth=False)},
+        "/api/v1/openapi.json": {"get": _op("This OpenAPI document", ("200", {}), auth=False)},
         "/api/v1/admin/tokens": {
             "post": _op("Issue a token (shown once)", ("201", {}), body=CreateTokenRequest),
             "get": _op("List tokens (never the tokens themselves)", ("200", {})),

@@ -125,8 +125,13 @@ async def cancel_submission(request: web.Request) -> web.Response:
     caller = await require_token(request, svc.tokens)
     record = await _visible_job(request, caller)
 
+    applied = False
+
     def cancel(current: JobRecord) -> JobRecord | None:
-        if current.status.terminal:
+        nonlocal applied
+        # Called again on a concurrent write: only the last call's verdict counts.
+        applied = not current.status.terminal
+        if not applied:
             return None
         current.status = JobStatus.CANCELLED
         current.error = f"cancelled by {caller.user}"
@@ -134,7 +139,8 @@ async def cancel_submission(request: web.Request) -> web.Response:
         return current
 
     updated = await svc.jobs.update(record.user, record.submission_id, cancel)
-    if updated is None or updated.status is not JobStatus.CANCELLED:
+    # An already cancelled job comes back unchanged (status cancelled): that is a conflict too.
+    if updated is None or not applied:
         status = updated.status.value if updated else "gone"
         raise Conflict(
             f"submission {record.submission_id} is already {status}; only pending or running jobs can be cancelled"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from leadersboard.client import Client
 from leadersboard.stack.up import Stack, StackPorts
 
-__all__ = ["running_stack", "write_submission"]
+__all__ = ["client_for", "running_stack", "write_submission"]
 
 TOY_MAIN = """
 import argparse, json, pathlib
@@ -35,6 +36,7 @@ def write_submission(root: Path, body: str, config: str = "dataset: toy\n") -> P
     return root
 
 
+@contextmanager
 def running_stack(data_dir: Path, ports: StackPorts | None = None) -> Iterator[tuple[Stack, dict[str, Any]]]:
     stack = Stack(data_dir, ports=ports or StackPorts.free(), with_frontend=False)
     try:

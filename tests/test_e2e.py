@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,8 @@ WRITE_METRICS = """
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, dict[str, Any]]]:
-    yield from running_stack(tmp_path_factory.mktemp("stack"))
+    with running_stack(tmp_path_factory.mktemp("stack")) as started:
+        yield started
 
 
 @pytest.fixture
@@ -136,26 +139,24 @@ def test_only_the_owner_sees_a_job(stack: tuple[Stack, dict[str, Any]], demo: Cl
 
 
 def test_curl_recipe_from_the_readme(stack: tuple[Stack, dict[str, Any]], tmp_path: Path) -> None:
-    """Exactly what README.md shows: create with curl, PUT each file, PUT the manifest, poll."""
+    """The README's curl-only recipe, run as written with bash, curl and jq."""
     _, info = stack
-    submission = write_submission(tmp_path / "curl", WRITE_METRICS)
-    api, token = info["urls"]["api"], info["demo_token"]
-    request = {
-        "entrypoint": "main.py",
-        "config": "config.yaml",
-        "files": [{"path": p.name, "size": p.stat().st_size} for p in sorted(submission.iterdir())],
-    }
-    created = json.loads(_curl("-X", "POST", f"{api}/submissions", "-H", f"Authorization: Bearer {token}",
-                               "-H", "Content-Type: application/json", "-d", json.dumps(request)))  # fmt: skip
-    for upload in created["uploads"]:
-        _curl("-X", "PUT", "-T", str(submission / upload["path"]), upload["url"])
-    manifest = tmp_path / "manifest.json"
-    manifest.write_text(created["manifest"]["body"])
-    _curl("-X", "PUT", "-T", str(manifest), created["manifest"]["url"])
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    recipe = readme.split("### With curl alone", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    workdir = write_submission(tmp_path / "curl", WRITE_METRICS)
+    with zipfile.ZipFile(workdir / "pcb1.zip", "w") as archive:
+        archive.writestr("pcb1/readme.txt", "a tiny dataset")
+    env = {**os.environ, "LEADERSBOARD_URL": info["urls"]["ingest"], "LEADERSBOARD_TOKEN": info["demo_token"]}
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", recipe], cwd=workdir, env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    created = json.loads((workdir / "created.json").read_text())
     with client_for(info) as demo:
         record = demo.wait(created["submission_id"], timeout_s=120)
     assert record.status is JobStatus.COMPLETED
-    shown = json.loads(_curl(f"{api}/submissions/{created['submission_id']}", "-H", f"Authorization: Bearer {token}"))
+    assert {f.path for f in record.files} == {"main.py", "config.yaml", "pcb1.zip"}
+    shown = json.loads(_curl(f"{info['urls']['api']}/submissions/{record.submission_id}",
+                             "-H", f"Authorization: Bearer {info['demo_token']}"))  # fmt: skip
     assert shown["status"] == "completed" and shown["metrics"]["image_AUROC"] == 0.75
 
 
@@ -163,3 +164,29 @@ def _curl(*args: str) -> str:
     done = subprocess.run(["curl", "-sS", "--fail-with-body", *args], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
+
+
+@pytest.mark.slow
+def test_padim_example_completes_with_auroc_in_mlflow(
+    stack: tuple[Stack, dict[str, Any]], demo: Client, tmp_path: Path
+) -> None:
+    """examples/padim as a user submits it: real anomalib on a generated VisA-layout pcb1.zip, on the CPU."""
+    from examples.padim.make_dataset import make_dataset_zip
+
+    example = Path(__file__).parents[1] / "examples" / "padim"
+    submission = tmp_path / "padim"
+    submission.mkdir()
+    for name in ("main.py", "config.yaml"):
+        (submission / name).write_bytes((example / name).read_bytes())
+    make_dataset_zip(submission / "pcb1.zip")
+    sid = demo.submit([submission], metadata={"method": "padim", "description": "ResNet18 PaDiM"})
+    record = demo.wait(sid, timeout_s=600)
+
+    assert record.status is JobStatus.COMPLETED, record.error
+    assert 0.9 <= record.metrics["image_AUROC"] <= 1.0
+    assert "image_F1Score" in record.metrics
+    run = MlflowClient(stack[1]["urls"]["mlflow"]).get_run(record.mlflow_run_id or "")
+    assert run.data.metrics["image_AUROC"] == record.metrics["image_AUROC"]
+    assert run.data.tags["method"] == "padim"
+    board = demo.leaderboard(dataset=record.dataset)
+    assert sid in [entry["submission_id"] for entry in board["entries"]]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
+from leadersboard import keys
 from leadersboard.keys import ManifestKey, new_submission_id, parse_manifest_key
 from leadersboard.models import CreateSubmissionRequest, Manifest, MetricsFile
 
@@ -32,7 +32,7 @@ def test_unsafe_file_paths_are_refused(path: str) -> None:
 
 
 def test_duplicate_paths_are_refused() -> None:
-    with pytest.raises(ValidationError, match="duplicate path 'main.py'"):
+    with pytest.raises(ValidationError, match=r"duplicate path 'main\.py'"):
         CreateSubmissionRequest.model_validate(_request("main.py", "config.yaml", "main.py"))
 
 
@@ -134,15 +134,16 @@ def test_parse_manifest_key_refuses_other_keys(key: str) -> None:
     assert parse_manifest_key(key) is None
 
 
-def test_submission_ids_sort_by_time_and_are_unique() -> None:
-    first = new_submission_id()
-    # Ids carry millisecond timestamps: wait (without sleeping blindly) until the clock has moved on.
-    start_ms = int(time.time() * 1000)
-    while int(time.time() * 1000) <= start_ms:
-        pass
-    second = new_submission_id()
-    assert first < second
-    batch = [new_submission_id() for _ in range(1000)]
-    assert len(set(batch)) == len(batch)
-    assert batch == sorted(batch, key=lambda i: i[:12])
-    assert all(parse_manifest_key(f"submissions/alice/{i}/manifest.json") for i in batch)
+def test_submission_ids_sort_by_creation_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = iter([1_700_000_000.000, 1_700_000_000.001, 1_700_000_000.002, 1_800_000_000.0])
+    monkeypatch.setattr(keys.time, "time", lambda: next(clock))
+    ids = [new_submission_id() for _ in range(4)]
+    assert ids == sorted(ids)
+    assert len({len(i) for i in ids}) == 1
+
+
+def test_submission_ids_are_unique_within_one_millisecond(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(keys.time, "time", lambda: 1_700_000_000.0)
+    ids = [new_submission_id() for _ in range(1000)]
+    assert len(set(ids)) == len(ids)
+    assert all(parse_manifest_key(f"submissions/alice/{i}/manifest.json") for i in ids)
