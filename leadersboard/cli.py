@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from leadersboard.client import ApiError, Client, collect_files
+from leadersboard.stack.procs import StartupError
 
 __all__ = ["main"]
 
@@ -40,25 +41,31 @@ def _client(args: argparse.Namespace) -> Client:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from leadersboard.stack.settings import StackSettings
     from leadersboard.stack.up import Stack
 
-    stack = Stack(Path(args.data_dir))
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    settings = StackSettings(**({"data_dir": args.data_dir} if args.data_dir else {}))
+    stack = Stack(settings.data_dir, ports=settings.ports())
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
-        with console.status("starting NATS, SeaweedFS, MLflow, ingest, dispatcher, runner, frontend..."):
+        with err.status("starting NATS, SeaweedFS, MLflow, ingest, dispatcher, runner, frontend..."):
             info = stack.start()
         _print_stack(info)
         while all(p.alive for p in stack.processes):
             time.sleep(0.5)
-        dead = [p for p in stack.processes if not p.alive]
-        for process in dead:
-            err.print(f"[red]{process.name} exited ({process.returncode}):[/red]\n{process.log_tail(20)}")
+        for process in stack.processes:
+            if not process.alive:
+                err.print(f"[red]{process.name} exited ({process.returncode}):[/red]\n{process.log_tail(20)}")
         return 1
     except KeyboardInterrupt:
-        console.print("stopping...")
+        err.print("stopping...")
         return 0
     finally:
         stack.stop()
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _print_stack(info: dict[str, Any]) -> None:
@@ -210,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="run the whole local stack in the foreground")
-    up.add_argument("--data-dir", default=".leadersboard")
+    up.add_argument("--data-dir", help="default $LB_STACK_DATA_DIR or .leadersboard")
     up.set_defaults(func=cmd_up)
 
     submit = sub.add_parser("submit", help="upload a submission (files and/or directories)")
@@ -268,3 +275,6 @@ def main(argv: list[str] | None = None) -> None:
     except FileNotFoundError as exc:
         err.print(f"[red]error[/red]: {exc}")
         sys.exit(2)
+    except StartupError as exc:
+        err.print(f"[red]the stack could not start[/red]: {exc}")
+        sys.exit(1)

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from leadersboard.stack.up import StackPorts
+
+__all__ = ["StackSettings"]
+
+
+class StackSettings(BaseSettings):
+    """`leadersboard up`: where the data lives and which ports it takes (`LB_STACK_INGEST_PORT=8080`, ...)."""
+
+    model_config = SettingsConfigDict(env_prefix="LB_STACK_")
+
+    data_dir: Path = Path(".leadersboard")
+    nats_port: int = 4222
+    s3_port: int = 9000
+    seaweed_master_port: int = 9333
+    seaweed_volume_port: int = 9334
+    seaweed_filer_port: int = 8888
+    mlflow_port: int = 5010
+    ingest_port: int = 8000
+    frontend_port: int = 8501
+
+    def ports(self) -> StackPorts:
+        return StackPorts(
+            nats=self.nats_port,
+            s3=self.s3_port,
+            seaweed_master=self.seaweed_master_port,
+            seaweed_volume=self.seaweed_volume_port,
+            seaweed_filer=self.seaweed_filer_port,
+            mlflow=self.mlflow_port,
+            ingest=self.ingest_port,
+            frontend=self.frontend_port,
+        )
