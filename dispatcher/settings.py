@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from pydantic_settings import SettingsConfigDict
 
-from leadersboard.settings import NatsSettings, S3Settings
+from leadersboard.settings import NatsSettings, S3Settings, SigningSettings
 
 __all__ = ["DispatcherSettings"]
 
 
-class DispatcherSettings(NatsSettings, S3Settings):
+class DispatcherSettings(NatsSettings, S3Settings, SigningSettings):
     model_config = SettingsConfigDict(env_prefix="LB_DISPATCHER_")
 
     consumer_name: str = "dispatcher"
@@ -15,5 +15,8 @@ class DispatcherSettings(NatsSettings, S3Settings):
     fetch_batch: int = 64
     fetch_timeout_s: float = 1.0
     max_manifest_bytes: int = 1024 * 1024
+    runner_lost_after_s: float = 300.0
+    """A running job whose runner has not heartbeaten for this long is failed with `runner lost`."""
+    sweep_interval_s: float = 5.0
     burst: bool = False
-    """Exit once the event stream is drained (for tests and one-off catch-ups)."""
+    """Exit once the event stream is drained and nothing is left to release (tests, one-off catch-ups)."""

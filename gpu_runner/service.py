@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -23,10 +24,11 @@ log = logging.getLogger("gpu_runner")
 
 
 class Runner:
-    def __init__(self, settings: RunnerSettings, jobs: JobStore, s3: S3Client) -> None:
+    def __init__(self, settings: RunnerSettings, jobs: JobStore, s3: S3Client, stop: asyncio.Event) -> None:
         self.settings = settings
         self.jobs = jobs
         self.s3 = s3
+        self.stop = stop
 
     async def handle(self, message: Msg) -> None:
         try:
@@ -40,29 +42,55 @@ class Runner:
             await message.ack()  # finished, cancelled, or given up as lost: nothing to run
             return
         log.info("running %s of %s (attempt %d)", record.submission_id, record.user, record.attempts)
-        outcome = await self._run_with_heartbeat(message, record)
+        interrupted = asyncio.Event()
+        outcome = await self._run_with_heartbeat(message, record, interrupted)
+        if interrupted.is_set() and await self._hand_back(record):
+            await message.nak()
+            log.info("%s handed back to the queue (runner stopping)", record.submission_id)
+            return
         final = await self.jobs.update(record.user, record.submission_id, outcome.apply)
         await message.ack()
         log.info("%s finished: %s", record.submission_id, final.status if final else "gone")
 
+    async def _hand_back(self, record: JobRecord) -> bool:
+        """running (ours) -> pending again, for another runner; False if it was cancelled meanwhile."""
+
+        def release(current: JobRecord) -> JobRecord | None:
+            if current.status is not JobStatus.RUNNING or current.runner != self.settings.runner_id:
+                return None
+            current.status = JobStatus.PENDING
+            current.runner = None
+            current.attempts -= 1  # not the job's fault
+            return current
+
+        updated = await self.jobs.update(record.user, record.submission_id, release)
+        return updated is not None and updated.status is JobStatus.PENDING
+
     def _claim(self, record: JobRecord) -> JobRecord | None:
+        """pending -> running (ours); a running job only if its runner went silent (then retry or give up)."""
         if record.status.terminal:
             return None
-        if record.status is JobStatus.RUNNING and record.attempts >= self.settings.max_attempts:
-            # Redelivered after its runners vanished too often: give up with the reason.
-            record.status = JobStatus.FAILED
-            record.error = f"runner lost: no runner finished the job in {record.attempts} attempts"
-            record.finished_at = utcnow()
-            return record
+        now = utcnow()
+        if record.status is JobStatus.RUNNING:
+            last_sign = record.heartbeat_at or record.started_at or record.created_at
+            if now - last_sign < timedelta(seconds=self.settings.heartbeat_stale_s):
+                return None  # alive elsewhere: this message is a duplicate
+            if record.attempts >= self.settings.max_attempts:
+                record.status = JobStatus.FAILED
+                record.error = f"runner lost: runner {record.runner} vanished; {record.attempts} attempts made"
+                record.finished_at = now
+                return record
         record.status = JobStatus.RUNNING
         record.runner = self.settings.runner_id
-        record.started_at = utcnow()
+        record.started_at = now
+        record.heartbeat_at = now
         record.attempts += 1
         return record
 
-    async def _run_with_heartbeat(self, message: Msg, record: JobRecord) -> JobOutcome:
+    async def _run_with_heartbeat(self, message: Msg, record: JobRecord, interrupted: asyncio.Event) -> JobOutcome:
         cancelled = asyncio.Event()
         heartbeat = asyncio.create_task(self._heartbeat(message, record, cancelled))
+        watchdog = asyncio.create_task(self._stop_after_grace(cancelled, interrupted))
         try:
             return await execute_job(self.settings, self.s3, record, cancelled)
         except Exception as exc:
@@ -70,19 +98,33 @@ class Runner:
             return JobOutcome(JobStatus.FAILED, f"internal runner error ({type(exc).__name__}); please report it")
         finally:
             heartbeat.cancel()
+            watchdog.cancel()
+
+    async def _stop_after_grace(self, cancelled: asyncio.Event, interrupted: asyncio.Event) -> None:
+        await self.stop.wait()
+        await asyncio.sleep(self.settings.shutdown_grace_s)
+        interrupted.set()
+        cancelled.set()
 
     async def _heartbeat(self, message: Msg, record: JobRecord, cancelled: asyncio.Event) -> None:
-        """Keep the message ours while the job runs, and notice a cancel request."""
-        interval_s = max(0.5, min(self.settings.ack_wait_s / 3, 2.0))
+        """Keep the message ours, show the job is alive, and notice a cancel request."""
+        interval_s = min(self.settings.heartbeat_interval_s, self.settings.ack_wait_s / 3)
+
+        def beat(current: JobRecord) -> JobRecord | None:
+            if current.status is not JobStatus.RUNNING or current.runner != self.settings.runner_id:
+                return None
+            current.heartbeat_at = utcnow()
+            return current
+
         while True:
             await asyncio.sleep(interval_s)
             try:
                 await message.in_progress()
-                current = await self.jobs.get(record.user, record.submission_id)
+                current = await self.jobs.update(record.user, record.submission_id, beat)
             except Exception as exc:
                 log.warning("heartbeat of %s failed: %r", record.submission_id, exc)
                 continue
-            if current is not None and current.status is JobStatus.CANCELLED:
+            if current is None or current.status is JobStatus.CANCELLED:
                 cancelled.set()
 
 
@@ -92,7 +134,7 @@ async def run(settings: RunnerSettings, *, stop: asyncio.Event | None = None) ->
     nc = await nats_io.connect(settings, name=f"runner-{settings.runner_id}")
     js = nc.jetstream()
     await nats_io.ensure_topology(js, settings)
-    runner = Runner(settings, JobStore(await js.key_value(settings.jobs_kv_bucket)), make_client(settings))
+    runner = Runner(settings, JobStore(await js.key_value(settings.jobs_kv_bucket)), make_client(settings), stop)
     subscription = await js.pull_subscribe(
         settings.jobs_subject,
         durable=settings.consumer_name,

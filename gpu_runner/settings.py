@@ -32,6 +32,11 @@ class RunnerSettings(NatsSettings, S3Settings):
     max_metrics_bytes: int = 1024 * 1024
     max_output_bytes: int = 512 * 1024**2
     max_attempts: int = 2
+    heartbeat_interval_s: float = 2.0
+    shutdown_grace_s: float = 30.0
+    """On SIGTERM, a job still running after this long is stopped and handed back to the queue."""
+    heartbeat_stale_s: float = 15.0
+    """A running job whose heartbeat is older than this may be taken over when its message comes back."""
     fetch_timeout_s: float = 1.0
     keep_workdirs: bool = False
     mlflow_tracking_uri: str = "http://127.0.0.1:5010"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -10,8 +11,8 @@ from pydantic import BaseModel, Field
 
 from ingest.auth import require_admin
 from ingest.context import json_body, services
-from ingest.errors import NotFound
-from leadersboard.models import USER_NAME_PATTERN, Role, TokenRecord, utcnow
+from ingest.errors import BadRequest, NotFound
+from leadersboard.models import USER_NAME_PATTERN, Quota, QuotaOverride, Role, TokenRecord, utcnow
 
 __all__ = ["CreateTokenRequest", "add_routes"]
 
@@ -26,6 +27,10 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/admin/tokens", create_token)
     app.router.add_get("/api/v1/admin/tokens", list_tokens)
     app.router.add_post("/api/v1/admin/tokens/{token_id}/revoke", revoke_token)
+    app.router.add_get("/api/v1/admin/quotas", list_quotas)
+    app.router.add_put("/api/v1/admin/quotas/default", set_default_quota)
+    app.router.add_get("/api/v1/admin/quotas/users/{user}", get_user_quota)
+    app.router.add_put("/api/v1/admin/quotas/users/{user}", set_user_quota)
 
 
 def _token_view(record: TokenRecord) -> dict[str, Any]:
@@ -54,3 +59,50 @@ async def revoke_token(request: web.Request) -> web.Response:
     if record is None:
         raise NotFound(f"no token with id {request.match_info['token_id']!r}")
     return web.json_response(_token_view(record))
+
+
+async def list_quotas(request: web.Request) -> web.Response:
+    svc = services(request)
+    await require_admin(request, svc.tokens)
+    overrides = await svc.quotas.overrides()
+    body = {
+        "default": (await svc.quotas.default()).model_dump(exclude={"version"}),
+        "users": {user: o.model_dump(exclude={"version"}) for user, o in sorted(overrides.items())},
+    }
+    return web.json_response(body)
+
+
+async def set_default_quota(request: web.Request) -> web.Response:
+    svc = services(request)
+    await require_admin(request, svc.tokens)
+    quota = Quota.model_validate(await json_body(request))
+    await svc.quotas.set_default(quota)
+    return web.json_response(quota.model_dump(exclude={"version"}))
+
+
+def _user(request: web.Request) -> str:
+    user = request.match_info["user"]
+    if not re.match(USER_NAME_PATTERN, user):
+        raise BadRequest(f"user: {user!r} is not a valid user name")
+    return user
+
+
+async def get_user_quota(request: web.Request) -> web.Response:
+    svc = services(request)
+    await require_admin(request, svc.tokens)
+    user = _user(request)
+    override = await svc.quotas.override(user)
+    body = {
+        "user": user,
+        "effective": (await svc.quotas.effective(user)).model_dump(exclude={"version"}),
+        "override": override.model_dump(exclude={"version"}) if override else None,
+    }
+    return web.json_response(body)
+
+
+async def set_user_quota(request: web.Request) -> web.Response:
+    svc = services(request)
+    await require_admin(request, svc.tokens)
+    user = _user(request)
+    await svc.quotas.set_override(user, QuotaOverride.model_validate(await json_body(request)))
+    return await get_user_quota(request)

@@ -21,6 +21,7 @@ from ingest.settings import IngestSettings
 from leadersboard import nats_io
 from leadersboard.jobs import JobStore
 from leadersboard.models import Role
+from leadersboard.quotas import QuotaStore
 from leadersboard.s3 import make_client, make_presigner
 from leadersboard.tokens import TokenStore
 
@@ -46,9 +47,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     await nats_io.ensure_topology(js, settings)
     jobs = JobStore(await js.key_value(settings.jobs_kv_bucket))
     tokens = TokenStore(await js.key_value(settings.tokens_kv_bucket))
+    quotas = QuotaStore(await js.key_value(settings.quotas_kv_bucket))
     if settings.admin_token is not None:
         await tokens.ensure(settings.admin_token.get_secret_value(), settings.admin_user, Role.ADMIN)
-    app[SERVICES] = Services(settings, nc, jobs, tokens, make_client(settings), make_presigner(settings))
+    app[SERVICES] = Services(settings, nc, jobs, tokens, quotas, make_client(settings), make_presigner(settings))
     yield
     await nc.drain()
 

@@ -11,6 +11,7 @@ from nats.aio.client import Client as NATS
 from ingest.errors import BadRequest, ServiceUnavailable
 from ingest.settings import IngestSettings
 from leadersboard.jobs import JobStore
+from leadersboard.quotas import QuotaStore
 from leadersboard.s3 import S3Client
 from leadersboard.tokens import TokenStore
 
@@ -23,6 +24,7 @@ class Services:
     nc: NATS
     jobs: JobStore
     tokens: TokenStore
+    quotas: QuotaStore
     s3: S3Client
     presigner: S3Client
 

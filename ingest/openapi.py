@@ -9,7 +9,14 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from ingest.admin import CreateTokenRequest
-from leadersboard.models import CreateSubmissionRequest, CreateSubmissionResponse, ErrorBody, JobRecord
+from leadersboard.models import (
+    CreateSubmissionRequest,
+    CreateSubmissionResponse,
+    ErrorBody,
+    JobRecord,
+    Quota,
+    QuotaOverride,
+)
 
 __all__ = ["document", "serve"]
 
@@ -45,6 +52,7 @@ def _op(summary: str, ok: tuple[str, dict[str, Any]], *, body: type[BaseModel] |
     return operation
 
 
+_USER = {"name": "user", "in": "path", "required": True, "schema": {"type": "string"}}
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
 _LIST = {"type": "object", "properties": {"submissions": {"type": "array", "items": _ref(JobRecord)}}}
 _TEXT = {"content": {"text/plain": {"schema": {"type": "string"}}}}
@@ -53,7 +61,8 @@ _TEXT = {"content": {"text/plain": {"schema": {"type": "string"}}}}
 @cache
 def document() -> dict[str, Any]:
     models: list[type[BaseModel]] = [
-        CreateSubmissionRequest, CreateSubmissionResponse, JobRecord, ErrorBody, CreateTokenRequest,
+        CreateSubmissionRequest, CreateSubmissionResponse, JobRecord, ErrorBody, CreateTokenRequest, Quota,
+        QuotaOverride,
     ]  # fmt: skip
     schemas: dict[str, Any] = {}
     for model in models:
@@ -89,6 +98,15 @@ def document() -> dict[str, Any]:
         "/api/v1/admin/tokens/{token_id}/revoke": {
             "post": _op("Revoke a token", ("200", {}),
                         params=[{"name": "token_id", "in": "path", "required": True, "schema": {"type": "string"}}]),
+        },
+        "/api/v1/admin/quotas": {"get": _op("Default quota and per-user overrides", ("200", {}))},
+        "/api/v1/admin/quotas/default": {
+            "put": _op("Set the default quota (takes effect at once)", ("200", _json(Quota)), body=Quota),
+        },
+        "/api/v1/admin/quotas/users/{user}": {
+            "get": _op("A user's effective quota and override", ("200", {}), params=[_USER]),
+            "put": _op("Set a user's override (null fields fall back to the default)", ("200", {}),
+                       body=QuotaOverride, params=[_USER]),
         },
     }  # fmt: skip
     return {

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from pydantic import SecretStr
+
 from leadersboard import keys
 from leadersboard.models import (
     CreateSubmissionRequest,
@@ -13,6 +15,7 @@ from leadersboard.models import (
     utcnow,
 )
 from leadersboard.s3 import S3Client
+from leadersboard.signing import sign_manifest
 
 __all__ = ["presign_submission"]
 
@@ -24,6 +27,7 @@ def presign_submission(
     user: str,
     request: CreateSubmissionRequest,
     expiry_s: int,
+    secret: SecretStr,
 ) -> CreateSubmissionResponse:
     submission_id = keys.new_submission_id()
     now = utcnow()
@@ -40,7 +44,7 @@ def presign_submission(
         files=request.files,
         created_at=now,
     )
-    body = manifest.model_dump_json()
+    body = sign_manifest(manifest, secret).model_dump_json()
     manifest_put = _put(presigner, bucket, keys.manifest_key(user, submission_id), len(body.encode()), expiry_s, None)
     manifest_put.body = body
     return CreateSubmissionResponse(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import math
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
@@ -11,10 +13,11 @@ from botocore.exceptions import ClientError
 from ingest import admin, openapi
 from ingest.auth import require_token
 from ingest.context import Services, json_body, services
-from ingest.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
+from ingest.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, TooManyRequests
 from ingest.presign import presign_submission
 from leadersboard import keys
 from leadersboard.models import CreateSubmissionRequest, JobRecord, JobStatus, Role, TokenRecord, utcnow
+from leadersboard.quotas import RateDecision
 
 __all__ = ["add_routes", "job_view"]
 
@@ -48,14 +51,26 @@ async def create_submission(request: web.Request) -> web.Response:
     total = sum(spec.size for spec in body.files)
     if total > settings.max_submission_bytes:
         raise PayloadTooLarge(f"files: {total} bytes in all; the limit is {settings.max_submission_bytes}")
+    decision = await svc.quotas.reserve(caller.user)
+    if not decision.allowed:
+        raise TooManyRequests(_rate_message(decision), headers={"Retry-After": str(math.ceil(decision.retry_after_s))})
     response = presign_submission(
         svc.presigner,
         bucket=settings.bucket,
         user=caller.user,
         request=body,
         expiry_s=settings.presign_expiry_s,
+        secret=settings.manifest_secret,
     )
     return web.json_response(response.model_dump(mode="json"), status=201)
+
+
+def _rate_message(decision: RateDecision) -> str:
+    when = (utcnow() + timedelta(seconds=decision.retry_after_s)).strftime("%H:%M:%S UTC")
+    return (
+        f"rate limit: at most {decision.limit} submissions per hour; "
+        f"the next one is possible in {math.ceil(decision.retry_after_s)} s (at {when})"
+    )
 
 
 def job_view(record: JobRecord) -> dict[str, Any]:

@@ -3,12 +3,12 @@ from __future__ import annotations
 from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from leadersboard.settings import NatsSettings, S3Settings
+from leadersboard.settings import NatsSettings, S3Settings, SigningSettings
 
 __all__ = ["IngestSettings"]
 
 
-class IngestSettings(NatsSettings, S3Settings):
+class IngestSettings(NatsSettings, S3Settings, SigningSettings):
     model_config = SettingsConfigDict(env_prefix="LB_INGEST_")
 
     host: str = "127.0.0.1"

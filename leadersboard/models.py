@@ -27,6 +27,9 @@ __all__ = [
     "Manifest",
     "MetricsFile",
     "PresignedRequest",
+    "Quota",
+    "QuotaOverride",
+    "RateLedger",
     "Role",
     "S3EventEnvelope",
     "TokenRecord",
@@ -114,6 +117,9 @@ class Manifest(_Strict):
     metadata: dict[str, Any] = Field(default_factory=dict)
     files: list[FileSpec] = Field(min_length=1, max_length=MAX_FILES)
     created_at: datetime
+    signature: str | None = Field(
+        default=None, description="HMAC-SHA256 by ingest over the other fields: edits are detected."
+    )
 
 
 class JobStatus(StrEnum):
@@ -145,6 +151,7 @@ class JobRecord(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     runner: str | None = None
+    heartbeat_at: datetime | None = None
     attempts: int = 0
     exit_code: int | None = None
     params: dict[str, str] = Field(default_factory=dict)
@@ -188,6 +195,35 @@ class MetricsFile(BaseModel):
 
     def params_as_strings(self) -> dict[str, str]:
         return {str(k): str(v)[:500] for k, v in self.params.items()}
+
+
+class Quota(_Strict):
+    """Limits of one user (or the defaults, from the guide: 50 submissions an hour, 2 running jobs)."""
+
+    version: Literal[1] = 1
+    per_hour: int = Field(default=50, ge=0, le=100_000)
+    concurrent: int = Field(default=2, ge=1, le=1000)
+
+
+class QuotaOverride(_Strict):
+    """A user's own limits; a field left None falls back to the default."""
+
+    version: Literal[1] = 1
+    per_hour: int | None = Field(default=None, ge=0, le=100_000)
+    concurrent: int | None = Field(default=None, ge=1, le=1000)
+
+    def apply(self, default: Quota) -> Quota:
+        return Quota(
+            per_hour=default.per_hour if self.per_hour is None else self.per_hour,
+            concurrent=default.concurrent if self.concurrent is None else self.concurrent,
+        )
+
+
+class RateLedger(BaseModel):
+    """When a user's submissions of the last hour were accepted (epoch seconds), for the rolling limit."""
+
+    version: Literal[1] = 1
+    accepted_at_s: list[float] = Field(default_factory=list)
 
 
 class Role(StrEnum):

@@ -74,7 +74,7 @@ async def ensure_topology(js: JetStreamContext, settings: NatsSettings) -> None:
             num_replicas=settings.nats_replicas,
         ),
     )
-    for bucket in (settings.jobs_kv_bucket, settings.tokens_kv_bucket):
+    for bucket in (settings.jobs_kv_bucket, settings.tokens_kv_bucket, settings.quotas_kv_bucket):
         await kv_bucket(js, bucket, replicas=settings.nats_replicas)
 
 

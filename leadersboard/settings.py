@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
-__all__ = ["NatsSettings", "S3Settings", "settings_env"]
+__all__ = ["NatsSettings", "S3Settings", "SigningSettings", "settings_env"]
 
 
 class NatsSettings(BaseSettings):
@@ -23,6 +23,7 @@ class NatsSettings(BaseSettings):
     jobs_subject: str = "leadersboard.jobs.run"
     jobs_kv_bucket: str = "lb_jobs"
     tokens_kv_bucket: str = "lb_tokens"
+    quotas_kv_bucket: str = "lb_quotas"
     nats_replicas: int = 1
 
 
@@ -33,6 +34,11 @@ class S3Settings(BaseSettings):
     s3_secret_key: SecretStr = SecretStr("")
     s3_region: str = "us-east-1"
     bucket: str = "leadersboard"
+
+
+class SigningSettings(BaseSettings):
+    manifest_secret: SecretStr = SecretStr("")
+    """Shared by ingest (signs manifests) and the dispatcher (rejects edited ones); empty = unsigned (dev only)."""
 
 
 def settings_env(settings: BaseSettings) -> dict[str, str]:

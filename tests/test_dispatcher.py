@@ -13,9 +13,8 @@ from nats.aio.client import Client as NATS
 from dispatcher.service import Dispatcher
 from dispatcher.settings import DispatcherSettings
 from leadersboard import keys
-from leadersboard.jobs import JobStore
 from leadersboard.models import FileSpec, JobMessage, JobStatus, Manifest, utcnow
-from leadersboard.s3 import S3Client, make_client
+from leadersboard.s3 import S3Client
 from leadersboard.settings import NatsSettings, S3Settings
 
 SAMPLE = Path(__file__).parents[2] / "shared" / "reference" / "minio-nats-event.sample.json"
@@ -25,7 +24,12 @@ SAMPLE = Path(__file__).parents[2] / "shared" / "reference" / "minio-nats-event.
 async def dispatcher(nc: NATS, nats_settings: NatsSettings, s3_settings: S3Settings) -> AsyncIterator[Dispatcher]:
     settings = DispatcherSettings(**nats_settings.model_dump(), **s3_settings.model_dump())
     js = nc.jetstream()
-    yield Dispatcher(settings, js, JobStore(await js.key_value(settings.jobs_kv_bucket)), make_client(settings))
+    dispatcher = Dispatcher(
+        settings, js, await js.key_value(settings.jobs_kv_bucket), await js.key_value(settings.quotas_kv_bucket)
+    )
+    view = await dispatcher.start_view()
+    yield dispatcher
+    view.cancel()
 
 
 def minio_event(bucket: str, key: str, name: str = "s3:ObjectCreated:Put") -> bytes:
@@ -90,6 +94,7 @@ async def test_valid_submission_is_recorded_pending_and_queued_once(
     event = minio_event(bucket, keys.manifest_key("alice", sid))
     for _ in range(3):  # redelivery and bridge replays
         await dispatcher.handle_event(event)
+        await dispatcher.releaser.release_due()
     record = await dispatcher.jobs.get("alice", sid)
     assert record is not None and record.status is JobStatus.PENDING
     assert record.queued_at is not None
@@ -116,6 +121,7 @@ async def test_invalid_submission_fails_with_precise_reason(
     bucket = dispatcher.settings.bucket
     sid = upload(dispatcher.s3, bucket, "alice", files, **kwargs)
     await dispatcher.handle_event(minio_event(bucket, keys.manifest_key("alice", sid)))
+    await dispatcher.releaser.release_due()
     record = await dispatcher.jobs.get("alice", sid)
     assert record is not None and record.status is JobStatus.FAILED
     assert record.error is not None and reason in record.error

@@ -19,7 +19,7 @@ from leadersboard.s3 import ensure_bucket, make_client
 from leadersboard.settings import NatsSettings, S3Settings, settings_env
 from leadersboard.stack.procs import ManagedProcess, SeaweedPorts, free_port, free_port_pair, http_ready
 from leadersboard.stack.services import start_mlflow, start_nats, start_seaweed
-from leadersboard.tokens import TokenStore
+from leadersboard.tokens import TokenStore, new_token
 
 __all__ = ["Stack", "StackPorts"]
 
@@ -52,18 +52,20 @@ class Secrets:
     s3_secret_key: str
     admin_token: str
     demo_token: str
+    manifest_secret: str = ""
 
     @classmethod
     def load_or_create(cls, path: Path) -> Secrets:
         """The same keys and tokens on every start, so a second `up` keeps working with earlier data."""
         if path.exists():
-            return cls(**json.loads(path.read_text()))
-        from leadersboard.tokens import new_token
-
-        created = cls("lb-" + secrets.token_hex(8), secrets.token_urlsafe(30), new_token(), new_token())
-        path.write_text(json.dumps(asdict(created)))
-        path.chmod(0o600)
-        return created
+            loaded = cls(**json.loads(path.read_text()))
+        else:
+            loaded = cls("lb-" + secrets.token_hex(8), secrets.token_urlsafe(30), new_token(), new_token())
+        if not loaded.manifest_secret:
+            loaded.manifest_secret = secrets.token_urlsafe(32)
+            path.write_text(json.dumps(asdict(loaded)))
+            path.chmod(0o600)
+        return loaded
 
 
 @dataclass
@@ -71,6 +73,9 @@ class Stack:
     data_dir: Path
     ports: StackPorts = field(default_factory=StackPorts)
     with_frontend: bool = True
+    runners: int = 1
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Extra settings per service (`{"dispatcher": {"runner_lost_after_s": 10}}`), for tests and tuning."""
     processes: list[ManagedProcess] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -157,6 +162,7 @@ class Stack:
         from leadersboard.bridge.settings import BridgeSettings
 
         common: dict[str, Any] = {**self.s3.model_dump(), **self.nats.model_dump()}
+        signing: dict[str, Any] = {"manifest_secret": SecretStr(self.secrets.manifest_secret)}
         p, urls = self.ports, self.urls
         bridge = BridgeSettings(
             **common,
@@ -164,17 +170,22 @@ class Stack:
             checkpoint_path=self.data_dir / "bridge" / "checkpoint",
         )
         self._spawn("bridge", "leadersboard.bridge", bridge)
-        ingest = IngestSettings(**common, port=p.ingest, mlflow_public_url=urls["mlflow"])
-        self._spawn("ingest", "ingest", ingest, ready=http_ready(f"{urls['api']}/health"))
-        self._spawn("dispatcher", "dispatcher", DispatcherSettings(**common))
-        runner = RunnerSettings(
-            **common,
-            runner_id="local-runner-0",
-            work_dir=self.data_dir / "runner",
-            mlflow_tracking_uri=urls["mlflow"],
-            mlflow_public_url=urls["mlflow"],
+        ingest = IngestSettings(
+            **common, **signing, port=p.ingest, mlflow_public_url=urls["mlflow"], **self.overrides.get("ingest", {})
         )
-        self._spawn("runner", "gpu_runner", runner)
+        self._spawn("ingest", "ingest", ingest, ready=http_ready(f"{urls['api']}/health"))
+        dispatcher = DispatcherSettings(**common, **signing, **self.overrides.get("dispatcher", {}))
+        self._spawn("dispatcher", "dispatcher", dispatcher)
+        for index in range(self.runners):
+            runner = RunnerSettings(
+                **common,
+                runner_id=f"local-runner-{index}",
+                work_dir=self.data_dir / "runner" / str(index),
+                mlflow_tracking_uri=urls["mlflow"],
+                mlflow_public_url=urls["mlflow"],
+                **self.overrides.get("runner", {}),
+            )
+            self._spawn("runner" if index == 0 else f"runner-{index}", "gpu_runner", runner)
         if self.with_frontend:
             from frontend.settings import FrontendSettings
 
@@ -197,6 +208,14 @@ class Stack:
 
     def process(self, name: str) -> ManagedProcess:
         return next(p for p in self.processes if p.name == name)
+
+    def restart(self, name: str) -> ManagedProcess:
+        """Start a process again with the same command and settings (after a kill or stop)."""
+        old = self.process(name)
+        old.stop()
+        fresh = ManagedProcess(old.name, old.argv, old.log_path, env=old.env, ready=old.ready)
+        self.processes[self.processes.index(old)] = fresh.start()
+        return fresh
 
     def stop(self) -> None:
         for process in reversed(self.processes):

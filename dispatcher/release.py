@@ -1,0 +1,96 @@
+"""Releasing pending jobs to the work queue under the quotas, and failing jobs whose runner vanished."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from nats.js import JetStreamContext
+
+from dispatcher.scheduler import is_waiting, plan_releases
+from dispatcher.settings import DispatcherSettings
+from dispatcher.view import JobView
+from leadersboard.jobs import JobStore
+from leadersboard.models import JobMessage, JobRecord, JobStatus, utcnow
+from leadersboard.quotas import QuotaStore
+
+__all__ = ["Releaser"]
+
+log = logging.getLogger("dispatcher")
+
+
+class Releaser:
+    def __init__(
+        self, settings: DispatcherSettings, js: JetStreamContext, jobs: JobStore, quotas: QuotaStore, view: JobView
+    ) -> None:
+        self.settings = settings
+        self.js = js
+        self.jobs = jobs
+        self.quotas = quotas
+        self.view = view
+        self._last_user: str | None = None
+        # Released here but not yet seen released in the view (the watcher lags our own writes).
+        self._in_flight: dict[str, JobRecord] = {}
+
+    async def release_due(self) -> int:
+        records = self._current()
+        limits = {r.user: (await self.quotas.effective(r.user)).concurrent for r in records if is_waiting(r)}
+        releases = plan_releases(records, lambda user: limits[user], after_user=self._last_user)
+        for record in releases:
+            await self._release(record)
+            self._last_user = record.user
+        return len(releases)
+
+    def _current(self) -> list[JobRecord]:
+        current = dict(self.view.records)
+        for sid, released in list(self._in_flight.items()):
+            seen = current.get(sid)
+            if seen is not None and not is_waiting(seen):
+                del self._in_flight[sid]
+            else:
+                current[sid] = released
+        return list(current.values())
+
+    async def _release(self, record: JobRecord) -> None:
+        message = JobMessage(submission_id=record.submission_id, user=record.user)
+        # Published before it is marked: a crash in between re-publishes, and the id deduplicates it.
+        await self.js.publish(
+            self.settings.jobs_subject,
+            message.model_dump_json().encode(),
+            headers={"Nats-Msg-Id": record.submission_id},
+        )
+
+        def mark_queued(current: JobRecord) -> JobRecord | None:
+            if not is_waiting(current):
+                return None
+            current.queued_at = utcnow()
+            return current
+
+        updated = await self.jobs.update(record.user, record.submission_id, mark_queued)
+        if updated is not None:
+            self._in_flight[record.submission_id] = updated
+        log.info("released %s of %s", record.submission_id, record.user)
+
+    async def fail_lost(self) -> int:
+        """Fail running jobs whose runner has been silent too long: a job never stays `running`."""
+        deadline = utcnow() - timedelta(seconds=self.settings.runner_lost_after_s)
+        lost = [
+            r
+            for r in self.view.records.values()
+            if r.status is JobStatus.RUNNING and (r.heartbeat_at or r.started_at or r.created_at) < deadline
+        ]
+        for record in lost:
+
+            def give_up(current: JobRecord) -> JobRecord | None:
+                if current.status is not JobStatus.RUNNING or (current.heartbeat_at or current.created_at) >= deadline:
+                    return None
+                current.status = JobStatus.FAILED
+                current.error = (
+                    f"runner lost: runner {current.runner} stopped reporting for over "
+                    f"{self.settings.runner_lost_after_s:.0f} s"
+                )
+                current.finished_at = utcnow()
+                return current
+
+            await self.jobs.update(record.user, record.submission_id, give_up)
+        return len(lost)
