@@ -35,7 +35,9 @@ class Releaser:
     async def release_due(self) -> int:
         records = self._current()
         limits = {r.user: (await self.quotas.effective(r.user)).concurrent for r in records if is_waiting(r)}
-        releases = plan_releases(records, lambda user: limits[user], after_user=self._last_user)
+        releases = plan_releases(
+            records, lambda user: limits[user], queue_slots=self.settings.queue_slots, after_user=self._last_user
+        )
         for record in releases:
             await self._release(record)
             self._last_user = record.user

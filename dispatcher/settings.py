@@ -15,6 +15,8 @@ class DispatcherSettings(NatsSettings, S3Settings, SigningSettings):
     fetch_batch: int = 64
     fetch_timeout_s: float = 1.0
     max_manifest_bytes: int = 1024 * 1024
+    queue_slots: int = 2
+    """Released jobs that may wait in the work queue at once; more is faster to start, less is fairer."""
     runner_lost_after_s: float = 300.0
     """A running job whose runner has not heartbeaten for this long is failed with `runner lost`."""
     sweep_interval_s: float = 5.0

@@ -15,6 +15,7 @@ from leadersboard.s3 import ensure_bucket, make_client
 from leadersboard.settings import NatsSettings, S3Settings
 from leadersboard.stack.procs import SeaweedPorts, free_port
 from leadersboard.stack.services import NatsServer, Seaweed, start_nats, start_seaweed
+from tests.api_fixtures import alice, api, app, bob, jobs, settings, tokens  # noqa: F401  (shared fixtures)
 
 warnings.filterwarnings("ignore", category=DeprecationWarning, module="botocore")
 
@@ -54,6 +55,6 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seaweed]:
 @pytest.fixture
 def s3_settings(seaweed: Seaweed) -> S3Settings:
     """A fresh bucket per test in the session's SeaweedFS."""
-    settings = seaweed.settings(bucket="t" + secrets.token_hex(6))
-    ensure_bucket(make_client(settings), settings.bucket)
-    return settings
+    fresh = seaweed.settings(bucket="t" + secrets.token_hex(6))
+    ensure_bucket(make_client(fresh), fresh.bucket)
+    return fresh

@@ -3,78 +3,23 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 from botocore.exceptions import ClientError
-from nats.aio.client import Client as NATS
-from pydantic import SecretStr
 
-from ingest.app import create_app
-from ingest.settings import IngestSettings
 from leadersboard import keys
 from leadersboard.jobs import JobStore
 from leadersboard.models import JobRecord, JobStatus, utcnow
 from leadersboard.s3 import S3Client, make_client
-from leadersboard.settings import NatsSettings, S3Settings
+from leadersboard.settings import S3Settings
 from leadersboard.tokens import TokenStore, new_token
+from tests.api_fixtures import ADMIN_TOKEN, MAX_FILE_BYTES, Api, bearer
 
 pytestmark = pytest.mark.timeout(120)
-
-ADMIN_TOKEN = new_token()
-MAX_FILE_BYTES = 1024 * 1024
-
-Api = TestClient[web.Request, web.Application]
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture
-def settings(nats_settings: NatsSettings, s3_settings: S3Settings) -> IngestSettings:
-    return IngestSettings(
-        **nats_settings.model_dump(),
-        **s3_settings.model_dump(),
-        admin_token=SecretStr(ADMIN_TOKEN),
-        max_file_bytes=MAX_FILE_BYTES,
-    )
-
-
-@pytest.fixture
-def app(settings: IngestSettings) -> web.Application:
-    return create_app(settings)
-
-
-@pytest.fixture
-async def api(app: web.Application) -> AsyncIterator[Api]:
-    async with TestClient(TestServer(app)) as client:
-        yield client
-
-
-@pytest.fixture
-async def tokens(nc: NATS) -> TokenStore:
-    return TokenStore(await nc.jetstream().key_value(NatsSettings().tokens_kv_bucket))
-
-
-@pytest.fixture
-async def jobs(nc: NATS) -> JobStore:
-    return JobStore(await nc.jetstream().key_value(NatsSettings().jobs_kv_bucket))
-
-
-@pytest.fixture
-async def alice(tokens: TokenStore) -> str:
-    return (await tokens.create("alice"))[0]
-
-
-@pytest.fixture
-async def bob(tokens: TokenStore) -> str:
-    return (await tokens.create("bob"))[0]
 
 
 @pytest.fixture
