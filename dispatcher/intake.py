@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import defaultdict
 from datetime import timedelta
 from urllib.parse import unquote_plus
 
@@ -46,6 +47,8 @@ class Intake:
         self.quotas = quotas
         self.s3 = s3
         self.view = view
+        # Events of different users are handled concurrently; one user's are serialized for the rate limit.
+        self._user_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     async def handle_event(self, data: bytes) -> None:
         try:
@@ -65,6 +68,11 @@ class Intake:
         if await self.jobs.get(where.user, where.submission_id) is not None:
             return  # a redelivered or replayed event
         record = await asyncio.to_thread(self._judge, where)
+        async with self._user_locks[where.user]:
+            await self._record(record)
+
+    async def _record(self, record: JobRecord) -> None:
+        where = ManifestKey(record.user, record.submission_id)
         if record.status is JobStatus.PENDING:
             record = await self._rate_limited(record)
         if await self.jobs.create(record):

@@ -34,7 +34,8 @@ class Releaser:
 
     async def release_due(self) -> int:
         records = self._current()
-        limits = {r.user: (await self.quotas.effective(r.user)).concurrent for r in records if is_waiting(r)}
+        waiting_users = {r.user for r in records if is_waiting(r)}
+        limits = {user: (await self.quotas.effective(user)).concurrent for user in waiting_users}
         releases = plan_releases(
             records, lambda user: limits[user], queue_slots=self.settings.queue_slots, after_user=self._last_user
         )

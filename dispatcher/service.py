@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 from botocore.exceptions import BotoCoreError, ClientError
 from nats.aio.msg import Msg
@@ -53,9 +53,14 @@ class Dispatcher:
         return task
 
     async def release_forever(self, stop: asyncio.Event) -> None:
+        stopping = asyncio.create_task(stop.wait())
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.view.changed.wait(), self.settings.sweep_interval_s)
+            changed = asyncio.create_task(self.view.changed.wait())
+            timeout_s = self.settings.sweep_interval_s
+            await asyncio.wait({changed, stopping}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+            changed.cancel()
+            if stop.is_set():
+                return
             self.view.changed.clear()
             try:
                 await self.releaser.release_due()
@@ -67,6 +72,8 @@ class Dispatcher:
 
 async def run(settings: DispatcherSettings, *, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
+    # Validation is store round trips in threads: more threads than cores, since they mostly wait.
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(settings.store_threads))
     nc = await nats_io.connect(settings, name="dispatcher")
     js = nc.jetstream()
     await nats_io.ensure_topology(js, settings)
@@ -95,13 +102,13 @@ async def run(settings: DispatcherSettings, *, stop: asyncio.Event | None = None
                 if settings.burst and await dispatcher.releaser.release_due() == 0:
                     break
                 continue
-            for message in messages:
-                await _process(dispatcher, message)
+            await asyncio.gather(*(_process(dispatcher, message) for message in messages))
     finally:
         stop.set()
         await releasing
         view_task.cancel()
         await asyncio.gather(view_task, return_exceptions=True)
+        await subscription.unsubscribe()
         await nc.drain()
 
 

@@ -13,6 +13,8 @@ class DispatcherSettings(NatsSettings, S3Settings, SigningSettings):
     consumer_name: str = "dispatcher"
     ack_wait_s: float = 30.0
     fetch_batch: int = 64
+    """Events fetched and handled concurrently at a time."""
+    store_threads: int = 32
     fetch_timeout_s: float = 1.0
     max_manifest_bytes: int = 1024 * 1024
     queue_slots: int = 2

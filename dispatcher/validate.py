@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from leadersboard import keys
 from leadersboard.keys import ManifestKey
 from leadersboard.models import Manifest
 from leadersboard.s3 import S3Client, head
@@ -43,7 +42,8 @@ def check_uploads(client: S3Client, bucket: str, manifest: Manifest) -> None:
     """Every declared file is in the store with its declared size."""
     problems = []
     for spec in manifest.files:
-        info = head(client, bucket, keys.file_key(manifest.user, manifest.submission_id, spec.path))
+        # A deduplicated file is the user's blob (possibly from an earlier submission), not files/<path>.
+        info = head(client, bucket, spec.store_key(manifest.user, manifest.submission_id))
         if info is None:
             problems.append(f"{spec.path} was never uploaded")
         elif info.size != spec.size:

@@ -153,4 +153,6 @@ async def run(settings: RunnerSettings, *, stop: asyncio.Event | None = None) ->
             for message in messages:
                 await runner.handle(message)
     finally:
+        # A pull subscription left subscribed makes drain wait for its full timeout.
+        await subscription.unsubscribe()
         await nc.drain()

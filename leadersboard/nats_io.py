@@ -29,7 +29,7 @@ async def connect(settings: NatsSettings, *, name: str) -> NATS:
         log.warning("%s: NATS connection error: %r", name, exc)
 
     async def on_disconnect() -> None:
-        log.warning("%s: disconnected from NATS; reconnecting", name)
+        log.info("%s: disconnected from NATS", name)
 
     async def on_reconnect() -> None:
         log.info("%s: reconnected to NATS", name)

@@ -9,13 +9,15 @@ from urllib.parse import quote_plus
 
 import pytest
 from nats.aio.client import Client as NATS
+from pydantic import SecretStr
 
 from dispatcher.service import Dispatcher
 from dispatcher.settings import DispatcherSettings
 from leadersboard import keys
-from leadersboard.models import FileSpec, JobMessage, JobStatus, Manifest, utcnow
+from leadersboard.models import FileSpec, JobMessage, JobStatus, Manifest, QuotaOverride, utcnow
 from leadersboard.s3 import S3Client
 from leadersboard.settings import NatsSettings, S3Settings
+from leadersboard.signing import sign_manifest
 
 SAMPLE = Path(__file__).parents[2] / "shared" / "reference" / "minio-nats-event.sample.json"
 
@@ -162,3 +164,49 @@ async def test_tagging_and_retention_events_start_nothing(dispatcher: Dispatcher
         minio_event(bucket, keys.manifest_key("alice", sid), "s3:ObjectCreated:CompleteMultipartUpload")
     )
     assert await dispatcher.jobs.get("alice", sid) is not None
+
+
+async def test_a_manifest_edited_behind_the_presigned_url_is_refused(
+    nc: NATS, nats_settings: NatsSettings, s3_settings: S3Settings
+) -> None:
+    secret = SecretStr("test-signing-secret")
+    settings = DispatcherSettings(**nats_settings.model_dump(), **s3_settings.model_dump(), manifest_secret=secret)
+    js = nc.jetstream()
+    dispatcher = Dispatcher(
+        settings, js, await js.key_value(settings.jobs_kv_bucket), await js.key_value(settings.quotas_kv_bucket)
+    )
+    view = await dispatcher.start_view()
+    s3, bucket = dispatcher.s3, settings.bucket
+    try:
+        for edit, expected in ((None, JobStatus.PENDING), ("main2.py", JobStatus.FAILED)):
+            sid = keys.new_submission_id()
+            files = {**GOOD, "main2.py": b"print('other')\n"}
+            for path, data in files.items():
+                s3.put_object(Bucket=bucket, Key=keys.file_key("alice", sid, path), Body=data)
+            signed = sign_manifest(
+                Manifest(submission_id=sid, user="alice", entrypoint="main.py", config="config.yaml",
+                         files=[FileSpec(path=p, size=len(d)) for p, d in files.items()], created_at=utcnow()),
+                secret,
+            )  # fmt: skip
+            stored = signed if edit is None else signed.model_copy(update={"entrypoint": edit})
+            s3.put_object(Bucket=bucket, Key=keys.manifest_key("alice", sid), Body=stored.model_dump_json().encode())
+            await dispatcher.handle_event(minio_event(bucket, keys.manifest_key("alice", sid)))
+            record = await dispatcher.jobs.get("alice", sid)
+            assert record is not None and record.status is expected
+        assert record.error == "manifest.json was modified after ingest issued it; submit again"
+    finally:
+        view.cancel()
+
+
+async def test_the_dispatcher_enforces_the_hourly_limit_itself(dispatcher: Dispatcher) -> None:
+    await dispatcher.quotas.set_override("alice", QuotaOverride(per_hour=2))
+    bucket = dispatcher.settings.bucket
+    statuses = []
+    for _ in range(3):  # e.g. manifests replayed through still-valid presigned URLs
+        sid = upload(dispatcher.s3, bucket, "alice", GOOD)
+        await dispatcher.handle_event(minio_event(bucket, keys.manifest_key("alice", sid)))
+        record = await dispatcher.jobs.get("alice", sid)
+        assert record is not None
+        statuses.append(record.status)
+    assert statuses == [JobStatus.PENDING, JobStatus.PENDING, JobStatus.FAILED]
+    assert record.error is not None and record.error.startswith("rate limit: more than 2 submissions in the hour")
