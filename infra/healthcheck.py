@@ -1,0 +1,85 @@
+"""Container health checks for docker-compose.yml (copied into both images as /opt/leadersboard/healthcheck.py).
+
+    python /opt/leadersboard/healthcheck.py http URL
+        healthy when URL answers 2xx within 5 s (ingest, frontend, MLflow).
+    python /opt/leadersboard/healthcheck.py nats SERVICE
+        healthy when NATS answers with the settings SERVICE reads (`dispatcher` or `runner`: the
+        LB_DISPATCHER_* / LB_RUNNER_* variables) and the events and jobs streams exist. A worker
+        with no HTTP port is thereby checked for what it needs: the address, the token, the topology.
+
+Exit status 0 = healthy, 1 = unhealthy (the reason on stderr). Standard library plus what the
+service itself imports; nothing here is used outside containers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import urllib.request
+
+from leadersboard.settings import NatsSettings
+
+TIMEOUT_S = 5.0
+
+
+def check_http(url: str) -> None:
+    with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
+        if not 200 <= response.status < 300:
+            raise RuntimeError(f"{url} answered {response.status}")
+
+
+def _settings(service: str) -> NatsSettings:
+    if service == "dispatcher":
+        from dispatcher.settings import DispatcherSettings
+
+        return DispatcherSettings()
+    if service == "runner":
+        from gpu_runner.settings import RunnerSettings
+
+        return RunnerSettings()
+    raise SystemExit(f"unknown service {service!r}: expected dispatcher or runner")
+
+
+async def check_nats(service: str) -> None:
+    import nats
+
+    settings = _settings(service)
+    token = settings.nats_token.get_secret_value() if settings.nats_token else None
+
+    async def quiet(exc: Exception) -> None:  # the failure is reported once, below
+        pass
+
+    nc = await nats.connect(
+        settings.nats_url,
+        error_cb=quiet,
+        token=token,
+        name=f"{service}-healthcheck",
+        allow_reconnect=False,
+        max_reconnect_attempts=1,  # 0 would mean "forever" to nats-py
+        connect_timeout=TIMEOUT_S,
+    )
+    try:
+        js = nc.jetstream(timeout=TIMEOUT_S)
+        for stream in (settings.events_stream, settings.jobs_stream):
+            await js.stream_info(stream)
+    finally:
+        await nc.close()
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3 or argv[1] not in {"http", "nats"}:
+        print(__doc__, file=sys.stderr)
+        return 2
+    try:
+        if argv[1] == "http":
+            check_http(argv[2])
+        else:
+            asyncio.run(asyncio.wait_for(check_nats(argv[2]), 3 * TIMEOUT_S))
+    except Exception as exc:
+        print(f"unhealthy: {exc!r}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
