@@ -33,13 +33,18 @@ class Dispatcher:
     """Intake and release around one job view; `handle_event` is the consumer's entry point."""
 
     def __init__(
-        self, settings: DispatcherSettings, js: JetStreamContext, jobs_kv: KeyValue, quotas_kv: KeyValue
+        self,
+        settings: DispatcherSettings,
+        js: JetStreamContext,
+        jobs_kv: KeyValue,
+        quotas_kv: KeyValue,
+        view: JobView | None = None,
     ) -> None:
         self.settings = settings
         self.jobs = JobStore(jobs_kv)
         self.quotas = QuotaStore(quotas_kv)
         self.s3 = make_client(settings)
-        self.view = JobView()
+        self.view = view or JobView()
         self.intake = Intake(settings, self.jobs, self.quotas, self.s3, self.view)
         self.releaser = Releaser(settings, js, self.jobs, self.quotas, self.view)
         self._jobs_kv = jobs_kv
@@ -74,11 +79,16 @@ async def run(settings: DispatcherSettings, *, stop: asyncio.Event | None = None
     stop = stop or asyncio.Event()
     # Validation is store round trips in threads: more threads than cores, since they mostly wait.
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(settings.store_threads))
-    nc = await nats_io.connect(settings, name="dispatcher")
+    view = JobView()
+
+    async def resync_view() -> None:
+        view.resync.set()
+
+    nc = await nats_io.connect(settings, name="dispatcher", on_reconnect=resync_view)
     js = nc.jetstream()
     await nats_io.ensure_topology(js, settings)
     dispatcher = Dispatcher(
-        settings, js, await js.key_value(settings.jobs_kv_bucket), await js.key_value(settings.quotas_kv_bucket)
+        settings, js, await js.key_value(settings.jobs_kv_bucket), await js.key_value(settings.quotas_kv_bucket), view
     )
     view_task = await dispatcher.start_view()
     releasing = asyncio.create_task(dispatcher.release_forever(stop))
@@ -101,6 +111,10 @@ async def run(settings: DispatcherSettings, *, stop: asyncio.Event | None = None
             except (NatsTimeoutError, TimeoutError):
                 if settings.burst and await dispatcher.releaser.release_due() == 0:
                     break
+                continue
+            except Exception as exc:  # NATS restarting: the durable consumer is still there afterwards
+                log.warning("fetching events failed (%r); retrying", exc)
+                await asyncio.sleep(RETRY_DELAY_S)
                 continue
             await asyncio.gather(*(_process(dispatcher, message) for message in messages))
     finally:

@@ -12,6 +12,7 @@ from leadersboard.models import JobRecord
 __all__ = ["JobView"]
 
 log = logging.getLogger("dispatcher")
+RESTART_DELAY_S = 1.0
 
 
 class JobView:
@@ -19,22 +20,52 @@ class JobView:
         self.records: dict[str, JobRecord] = {}
         self.changed = asyncio.Event()
         self.ready = asyncio.Event()
+        self.resync = asyncio.Event()
+        """Set after a NATS reconnect: the watcher's consumer may be gone, so the view reloads."""
 
     def put(self, record: JobRecord) -> None:
         self.records[record.submission_id] = record
         self.changed.set()
 
     async def follow(self, kv: KeyValue) -> None:
-        """Load every record, set `ready`, then apply each change as it happens (until cancelled)."""
+        """Keep the view current until cancelled, reloading everything after a reconnect or an error."""
+        while True:
+            try:
+                await self._follow_once(kv)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("job view watcher failed (%r); reloading", exc)
+                await asyncio.sleep(RESTART_DELAY_S)
+
+    async def _follow_once(self, kv: KeyValue) -> None:
+        self.resync.clear()
         watcher = await kv.watch(">")
+        loaded: dict[str, JobRecord] = {}
+        initial = True
+        resync = asyncio.create_task(self.resync.wait())
         try:
-            async for entry in watcher:
+            while True:
+                update = asyncio.create_task(watcher.updates(timeout=None))
+                await asyncio.wait({update, resync}, return_when=asyncio.FIRST_COMPLETED)
+                if resync.done():
+                    update.cancel()
+                    return
+                entry = update.result()
+                target = loaded if initial else self.records
                 if entry is None:
-                    self.ready.set()
+                    if initial:  # the full current state has arrived: swap it in at once
+                        self.records, initial = loaded, False
+                        self.ready.set()
+                        self.changed.set()
                     continue
                 if entry.operation in ("DEL", "PURGE") or not entry.value:
-                    self.records.pop(entry.key.split(".", 1)[-1], None)
+                    target.pop(entry.key.split(".", 1)[-1], None)
                 else:
-                    self.put(JobRecord.model_validate_json(entry.value))
+                    record = JobRecord.model_validate_json(entry.value)
+                    target[record.submission_id] = record
+                    if not initial:
+                        self.changed.set()
         finally:
+            resync.cancel()
             await watcher.stop()

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from datetime import timedelta
 
+from botocore.exceptions import BotoCoreError, ClientError
+from mlflow.exceptions import MlflowException
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig
@@ -21,6 +25,19 @@ from leadersboard.s3 import S3Client, make_client
 __all__ = ["Runner", "run"]
 
 log = logging.getLogger("gpu_runner")
+HAND_BACK_DELAY_S = 5.0
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A fault of a backing service (connection refused, 5xx), as opposed to one of the job."""
+    if isinstance(exc, BotoCoreError | ConnectionError):
+        return True
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")).startswith("5")
+    return isinstance(exc, MlflowException) and "RESOURCE_DOES_NOT_EXIST" not in str(exc.error_code)
+
+
+OUTCOME_PERSIST_S = 600.0
 
 
 class Runner:
@@ -45,12 +62,25 @@ class Runner:
         interrupted = asyncio.Event()
         outcome = await self._run_with_heartbeat(message, record, interrupted)
         if interrupted.is_set() and await self._hand_back(record):
-            await message.nak()
-            log.info("%s handed back to the queue (runner stopping)", record.submission_id)
+            await message.nak(delay=HAND_BACK_DELAY_S)
+            log.info("%s handed back to the queue", record.submission_id)
             return
-        final = await self.jobs.update(record.user, record.submission_id, outcome.apply)
-        await message.ack()
+        final = await self._record_outcome(record, outcome)
+        with contextlib.suppress(Exception):  # if the ack is lost, the redelivery finds the job finished
+            await message.ack()
         log.info("%s finished: %s", record.submission_id, final.status if final else "gone")
+
+    async def _record_outcome(self, record: JobRecord, outcome: JobOutcome) -> JobRecord | None:
+        """Store the terminal state, waiting out a NATS restart rather than losing a finished job's result."""
+        deadline = time.monotonic() + OUTCOME_PERSIST_S
+        while True:
+            try:
+                return await self.jobs.update(record.user, record.submission_id, outcome.apply)
+            except Exception as exc:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("recording the outcome of %s failed (%r); retrying", record.submission_id, exc)
+                await asyncio.sleep(1.0)
 
     async def _hand_back(self, record: JobRecord) -> bool:
         """running (ours) -> pending again, for another runner; False if it was cancelled meanwhile."""
@@ -94,6 +124,10 @@ class Runner:
         try:
             return await execute_job(self.settings, self.s3, record, cancelled)
         except Exception as exc:
+            if is_transient(exc):  # the store or MLflow is down: not the job's fault, run it again later
+                log.warning("store or tracking unavailable while running %s (%r)", record.submission_id, exc)
+                interrupted.set()
+                return JobOutcome(JobStatus.FAILED, "platform unavailable")
             log.exception("runner fault on %s", record.submission_id)
             return JobOutcome(JobStatus.FAILED, f"internal runner error ({type(exc).__name__}); please report it")
         finally:
@@ -150,8 +184,15 @@ async def run(settings: RunnerSettings, *, stop: asyncio.Event | None = None) ->
                 if settings.burst:
                     break
                 continue
+            except Exception as exc:  # NATS restarting: the durable consumer is still there afterwards
+                log.warning("fetching jobs failed (%r); retrying", exc)
+                await asyncio.sleep(1.0)
+                continue
             for message in messages:
-                await runner.handle(message)
+                try:
+                    await runner.handle(message)
+                except Exception as exc:  # the message comes back after ack_wait; the claim rules sort it out
+                    log.warning("job message not handled (%r)", exc)
     finally:
         # A pull subscription left subscribed makes drain wait for its full timeout.
         await subscription.unsubscribe()

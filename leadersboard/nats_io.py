@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 import nats
 from nats.aio.client import Client as NATS
+from nats.errors import NoServersError
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BucketNotFoundError
@@ -19,10 +22,13 @@ log = logging.getLogger("leadersboard.nats")
 
 EVENTS_MAX_AGE_S = 7 * 24 * 3600
 DUPLICATE_WINDOW_S = 10 * 60
+CONNECT_RETRY_S = 1.0
 
 
-async def connect(settings: NatsSettings, *, name: str) -> NATS:
-    """Connect and keep reconnecting forever: services ride out NATS restarts."""
+async def connect(
+    settings: NatsSettings, *, name: str, on_reconnect: Callable[[], Awaitable[None]] | None = None
+) -> NATS:
+    """Connect, waiting for NATS if it is not up yet, and reconnect forever: services ride out restarts."""
     token = settings.nats_token.get_secret_value() if settings.nats_token else None
 
     async def on_error(exc: Exception) -> None:
@@ -31,21 +37,28 @@ async def connect(settings: NatsSettings, *, name: str) -> NATS:
     async def on_disconnect() -> None:
         log.info("%s: disconnected from NATS", name)
 
-    async def on_reconnect() -> None:
+    async def on_reconnected() -> None:
         log.info("%s: reconnected to NATS", name)
+        if on_reconnect is not None:
+            await on_reconnect()
 
-    return await nats.connect(
-        settings.nats_url,
-        name=name,
-        token=token,
-        max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,
-        connect_timeout=5,
-        allow_reconnect=True,
-        error_cb=on_error,
-        disconnected_cb=on_disconnect,
-        reconnected_cb=on_reconnect,
-    )
+    while True:
+        try:
+            return await nats.connect(
+                settings.nats_url,
+                name=name,
+                token=token,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                connect_timeout=5,
+                allow_reconnect=True,
+                error_cb=on_error,
+                disconnected_cb=on_disconnect,
+                reconnected_cb=on_reconnected,
+            )
+        except (NoServersError, OSError, TimeoutError) as exc:
+            log.warning("%s: NATS at %s not reachable (%r); retrying", name, settings.nats_url, exc)
+            await asyncio.sleep(CONNECT_RETRY_S)
 
 
 async def ensure_topology(js: JetStreamContext, settings: NatsSettings) -> None:
