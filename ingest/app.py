@@ -33,7 +33,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def create_app(settings: IngestSettings) -> web.Application:
-    app = web.Application(middlewares=[cors_middleware(settings), error_middleware], client_max_size=1024**2)
+    app = web.Application(
+        middlewares=[cors_middleware(settings), error_middleware, nats_middleware], client_max_size=1024**2
+    )
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_services)
     routes.add_routes(app)
@@ -84,6 +86,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return ApiError("internal server error; please report it to the administrators").response()
+
+
+_WITHOUT_NATS = frozenset({"/api/v1/health", "/api/v1/openapi.json"})
+
+
+@web.middleware
+async def nats_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer 503 at once while NATS is away, rather than after every call's timeout."""
+    if request.path not in _WITHOUT_NATS and request.method != "OPTIONS":
+        request.app[SERVICES].require_nats()
+    return await handler(request)
 
 
 def cors_middleware(settings: IngestSettings) -> Middleware:

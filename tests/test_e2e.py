@@ -190,3 +190,22 @@ def test_padim_example_completes_with_auroc_in_mlflow(
     assert run.data.tags["method"] == "padim"
     board = demo.leaderboard(dataset=record.dataset)
     assert sid in [entry["submission_id"] for entry in board["entries"]]
+
+
+def test_no_secret_in_any_service_log(stack: tuple[Stack, dict[str, Any]], demo: Client, tmp_path: Path) -> None:
+    """After the jobs above (and one refused token), no log line of any process holds a secret."""
+    the_stack, info = stack
+    with Client(info["urls"]["ingest"], info["demo_token"] + "x") as wrong, pytest.raises(ApiError):
+        wrong.jobs()
+    secrets_ = {
+        "S3 secret key": the_stack.secrets.s3_secret_key,
+        "admin token": info["admin_token"],
+        "user token": info["demo_token"],
+        "manifest secret": the_stack.secrets.manifest_secret,
+    }
+    logs = sorted(the_stack.logs.glob("*.log"))
+    assert {p.stem for p in logs} >= {"ingest", "dispatcher", "runner", "bridge", "mlflow", "seaweedfs", "nats-server"}
+    for log in logs:
+        text = log.read_text(errors="replace")
+        for what, secret in secrets_.items():
+            assert secret not in text, f"{what} in {log.name}"
