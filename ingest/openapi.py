@@ -23,6 +23,10 @@ __all__ = ["document", "serve"]
 _ERRORS = {
     "400": "Malformed request: the message names the field and why.",
     "401": "Missing, bad, expired or revoked token.",
+    "403": "An administrators' endpoint called with a user's token.",
+    "404": "No such submission among those the token may see.",
+    "409": "The job is already finished.",
+    "413": "A file or the submission is over the size limit.",
     "429": "Rate limit reached; see Retry-After.",
     "503": "A backing service is down; retry later.",
 }
@@ -55,6 +59,15 @@ def _op(summary: str, ok: tuple[str, dict[str, Any]], *, body: type[BaseModel] |
 _USER = {"name": "user", "in": "path", "required": True, "schema": {"type": "string"}}
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
 _LIST = {"type": "object", "properties": {"submissions": {"type": "array", "items": _ref(JobRecord)}}}
+_ME = {
+    "type": "object",
+    "properties": {
+        "user": {"type": "string"},
+        "role": {"type": "string"},
+        "token_id": {"type": "string"},
+        "expires_at": {"type": ["string", "null"]},
+    },
+}
 _TEXT = {"content": {"text/plain": {"schema": {"type": "string"}}}}
 
 
@@ -89,6 +102,8 @@ def document() -> dict[str, Any]:
         "/api/v1/submissions/{id}/cancel": {"post": _op("Cancel a pending or running job",
                                                         ("200", _json(JobRecord)), params=[_ID])},
         "/api/v1/leaderboard": {"get": _op("Completed submissions ranked by a metric", ("200", {}), params=query)},
+        "/api/v1/me": {"get": _op("The caller's user, role, token id and expiry (never the token)",
+                                  ("200", _json(_ME)))},
         "/api/v1/health": {"get": _op("Health of the API and its backing services", ("200", {}), auth=False)},
         "/api/v1/openapi.json": {"get": _op("This OpenAPI document", ("200", {}), auth=False)},
         "/api/v1/admin/tokens": {

@@ -1,7 +1,19 @@
-"""Presigned requests for a new submission: one PUT per file, then the manifest."""
+"""Presigned requests for a new submission: per file a PUT, a multipart upload or "already present"; the manifest.
+
+Files that declare a sha256 are content-addressed per user (`blobs/<user>/sha256/<hex>`): when that blob is
+already in the store with the declared size, the answer is `{"path", "status": "present"}` and nothing is
+uploaded again. A single-PUT blob carries a signed `x-amz-checksum-sha256` header, so the store itself refuses
+content that does not match the declared hash. Files of at least `multipart_threshold_bytes` are offered as a
+presigned multipart upload (a part URL each, whose Content-Length is signed, and a presigned complete), plus a
+single presigned PUT of the whole file for clients that do not do multipart. This module makes only small
+store calls (HEAD, CreateMultipartUpload): no byte of a file passes through ingest.
+"""
 
 from __future__ import annotations
 
+import base64
+import math
+from dataclasses import dataclass
 from datetime import timedelta
 
 from pydantic import SecretStr
@@ -10,57 +22,133 @@ from leadersboard import keys
 from leadersboard.models import (
     CreateSubmissionRequest,
     CreateSubmissionResponse,
+    FileSpec,
     Manifest,
+    MultipartUpload,
+    PresentFile,
     PresignedRequest,
+    UploadItem,
+    UploadPart,
     utcnow,
 )
-from leadersboard.s3 import S3Client
+from leadersboard.s3 import S3Client, head
 from leadersboard.signing import sign_manifest
 
-__all__ = ["presign_submission"]
+__all__ = ["MAX_PARTS", "UploadPolicy", "part_size_for", "presign_submission"]
+
+MAX_PARTS = 10_000
+
+
+@dataclass(frozen=True)
+class UploadPolicy:
+    expiry_s: int
+    multipart_threshold_bytes: int
+    multipart_part_bytes: int
 
 
 def presign_submission(
     presigner: S3Client,
+    store: S3Client,
     *,
     bucket: str,
     user: str,
     request: CreateSubmissionRequest,
-    expiry_s: int,
+    policy: UploadPolicy,
     secret: SecretStr,
 ) -> CreateSubmissionResponse:
+    """Blocking (HEADs blobs, creates multipart uploads): call it in a thread."""
     submission_id = keys.new_submission_id()
     now = utcnow()
-    uploads = [
-        _put(presigner, bucket, keys.file_key(user, submission_id, spec.path), spec.size, expiry_s, spec.path)
-        for spec in request.files
-    ]
+    signer = _Signer(presigner, bucket, policy.expiry_s)
+    files: list[FileSpec] = []
+    uploads: list[UploadItem] = []
+    claimed: set[str] = set()
+    for declared in request.files:
+        spec = declared.model_copy(update={"blob": declared.sha256 is not None})
+        files.append(spec)
+        key = spec.store_key(user, submission_id)
+        if spec.blob and (key in claimed or _present(store, bucket, key, spec.size)):
+            # Already stored, or uploaded by an earlier entry of this very request (same content twice).
+            uploads.append(PresentFile(path=spec.path))
+            continue
+        claimed.add(key)
+        if spec.size >= policy.multipart_threshold_bytes:
+            uploads.append(signer.multipart(store, spec, key, policy.multipart_part_bytes))
+        else:
+            uploads.append(signer.put(key, spec.size, spec.path, _checksum_headers(spec)))
     manifest = Manifest(
         submission_id=submission_id,
         user=user,
         entrypoint=request.entrypoint,
         config=request.config,
         metadata=request.metadata,
-        files=request.files,
+        files=files,
         created_at=now,
     )
     body = sign_manifest(manifest, secret).model_dump_json()
-    manifest_put = _put(presigner, bucket, keys.manifest_key(user, submission_id), len(body.encode()), expiry_s, None)
+    manifest_put = signer.put(keys.manifest_key(user, submission_id), len(body.encode()), None, {})
     manifest_put.body = body
     return CreateSubmissionResponse(
         submission_id=submission_id,
         uploads=uploads,
         manifest=manifest_put,
-        expires_at=now + timedelta(seconds=expiry_s),
+        expires_at=now + timedelta(seconds=policy.expiry_s),
     )
 
 
-def _put(presigner: S3Client, bucket: str, key: str, size: int, expiry_s: int, path: str | None) -> PresignedRequest:
-    # Content-Length is signed: the store refuses a body of any other size than the one declared.
-    url = presigner.generate_presigned_url(
-        "put_object",
-        Params={"Bucket": bucket, "Key": key, "ContentLength": size},
-        ExpiresIn=expiry_s,
-        HttpMethod="PUT",
-    )
-    return PresignedRequest(path=path, method="PUT", url=url, headers={})
+def part_size_for(size: int, part_bytes: int) -> int:
+    """The configured part size, raised so that the file needs at most MAX_PARTS parts."""
+    return max(part_bytes, math.ceil(size / MAX_PARTS))
+
+
+def _present(store: S3Client, bucket: str, key: str, size: int) -> bool:
+    info = head(store, bucket, key)
+    return info is not None and info.size == size
+
+
+def _checksum_headers(spec: FileSpec) -> dict[str, str]:
+    if spec.sha256 is None:
+        return {}
+    return {"x-amz-checksum-sha256": base64.b64encode(bytes.fromhex(spec.sha256)).decode()}
+
+
+@dataclass(frozen=True)
+class _Signer:
+    presigner: S3Client
+    bucket: str
+    expiry_s: int
+
+    def put(self, key: str, size: int, path: str | None, headers: dict[str, str]) -> PresignedRequest:
+        # Content-Length (and the checksum, when given) are signed: the store refuses any other body.
+        params: dict[str, object] = {"Bucket": self.bucket, "Key": key, "ContentLength": size}
+        if "x-amz-checksum-sha256" in headers:
+            params["ChecksumSHA256"] = headers["x-amz-checksum-sha256"]
+        url = self.presigner.generate_presigned_url("put_object", Params=params, ExpiresIn=self.expiry_s)
+        return PresignedRequest(path=path, method="PUT", url=url, headers=headers)
+
+    def multipart(self, store: S3Client, spec: FileSpec, key: str, part_bytes: int) -> MultipartUpload:
+        upload_id = store.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
+        part_size = part_size_for(spec.size, part_bytes)
+        parts = []
+        for number, offset in enumerate(range(0, spec.size, part_size), start=1):
+            length = min(part_size, spec.size - offset)
+            params = {"Bucket": self.bucket, "Key": key, "UploadId": upload_id, "PartNumber": number,
+                      "ContentLength": length}  # fmt: skip
+            url = self.presigner.generate_presigned_url("upload_part", Params=params, ExpiresIn=self.expiry_s)
+            parts.append(UploadPart(part_number=number, size=length, url=url))
+        complete_url = self.presigner.generate_presigned_url(
+            "complete_multipart_upload",
+            Params={"Bucket": self.bucket, "Key": key, "UploadId": upload_id},
+            ExpiresIn=self.expiry_s,
+            HttpMethod="POST",
+        )
+        whole = self.put(key, spec.size, spec.path, _checksum_headers(spec))
+        return MultipartUpload(
+            path=spec.path,
+            url=whole.url,
+            headers=whole.headers,
+            upload_id=upload_id,
+            part_size=part_size,
+            parts=parts,
+            complete=PresignedRequest(method="POST", url=complete_url, headers={"Content-Type": "application/xml"}),
+        )

@@ -14,7 +14,7 @@ from ingest import admin, openapi
 from ingest.auth import require_token
 from ingest.context import Services, json_body, services
 from ingest.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, TooManyRequests
-from ingest.presign import presign_submission
+from ingest.presign import UploadPolicy, presign_submission
 from leadersboard import keys
 from leadersboard.models import CreateSubmissionRequest, JobRecord, JobStatus, Role, TokenRecord, utcnow
 from leadersboard.quotas import RateDecision
@@ -32,6 +32,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/submissions/{id}/cancel", cancel_submission)
     app.router.add_get("/api/v1/leaderboard", leaderboard)
     app.router.add_get("/api/v1/health", health)
+    app.router.add_get("/api/v1/me", whoami)
     app.router.add_get("/api/v1/openapi.json", openapi.serve)
     admin.add_routes(app)
 
@@ -54,15 +55,29 @@ async def create_submission(request: web.Request) -> web.Response:
     decision = await svc.quotas.reserve(caller.user)
     if not decision.allowed:
         raise TooManyRequests(_rate_message(decision), headers={"Retry-After": str(math.ceil(decision.retry_after_s))})
-    response = presign_submission(
+    policy = UploadPolicy(
+        expiry_s=settings.presign_expiry_s,
+        multipart_threshold_bytes=settings.multipart_threshold_bytes,
+        multipart_part_bytes=settings.multipart_part_bytes,
+    )
+    response = await asyncio.to_thread(
+        presign_submission,
         svc.presigner,
+        svc.s3,
         bucket=settings.bucket,
         user=caller.user,
         request=body,
-        expiry_s=settings.presign_expiry_s,
+        policy=policy,
         secret=settings.manifest_secret,
     )
     return web.json_response(response.model_dump(mode="json"), status=201)
+
+
+async def whoami(request: web.Request) -> web.Response:
+    """The caller's token as the API sees it (never the token itself): for `leadersboard login`."""
+    svc = services(request)
+    caller = await require_token(request, svc.tokens)
+    return web.json_response(caller.model_dump(mode="json", include={"user", "role", "token_id", "expires_at"}))
 
 
 def _rate_message(decision: RateDecision) -> str:
@@ -82,7 +97,9 @@ def job_view(record: JobRecord) -> dict[str, Any]:
 async def _visible_job(request: web.Request, caller: TokenRecord) -> JobRecord:
     svc = services(request)
     submission_id = request.match_info["id"]
-    if caller.role is Role.ADMIN:
+    if not keys.is_submission_id(submission_id):
+        record = None
+    elif caller.role is Role.ADMIN:
         record = await svc.jobs.find(submission_id)
     else:
         record = await svc.jobs.get(caller.user, submission_id)

@@ -1,29 +1,30 @@
-"""A typed Python client of the LeadersBoard API, usable from scripts and notebooks.
+"""A typed Python client of the LeadersBoard API, usable from scripts and notebooks; the CLI is built on it.
 
 >>> client = Client("http://127.0.0.1:8000", token)
->>> sid = client.submit(["examples/padim"])
+>>> sid = client.submit(["examples/padim"], metadata={"method": "padim"})
 >>> record = client.wait(sid, on_log=print)
 >>> record.metrics["image_AUROC"]
+
+Files go straight to the store through presigned URLs (large ones as parallel multipart uploads with
+retries); a dataset the same user already uploaded (same sha256) is not sent again.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
+from leadersboard.api_types import CreatedToken, Leaderboard, Limits, QuotaOverview, TokenInfo, UserQuota, WhoAmI
 from leadersboard.models import CreateSubmissionRequest, CreateSubmissionResponse, FileSpec, JobRecord
+from leadersboard.upload import HashCache, Progress, RetryPolicy, StoreError, Uploader, UploadStats, file_hashes
 
-__all__ = ["ApiError", "Client", "collect_files"]
-
-Progress = Callable[[str, int], None]
-"""Called with (path, bytes just sent) while uploading."""
+__all__ = ["ApiError", "Client", "Progress", "UploadStats", "collect_files"]
 
 _SKIPPED_PARTS = {"__pycache__", ".git", ".venv", "output", ".ipynb_checkpoints"}
-CHUNK_BYTES = 1024 * 1024
 
 
 class ApiError(Exception):
@@ -54,12 +55,28 @@ def collect_files(paths: Sequence[str | Path]) -> dict[str, Path]:
 
 
 class Client:
-    def __init__(self, url: str, token: str, *, timeout_s: float = 30.0) -> None:
+    """The API at `url` (e.g. `http://127.0.0.1:8000`) with a bearer `token`.
+
+    `workers` threads upload multipart parts in parallel; `retry` governs retries of failed store requests;
+    `store_transport` replaces the HTTP transport used for the store (tests, proxies); `hash_cache` keeps the
+    sha256 of datasets between runs (default: `$XDG_CACHE_HOME/leadersboard/sha256.json`).
+    """
+
+    def __init__(
+        self, url: str, token: str, *, timeout_s: float = 30.0, workers: int = 8, retry: RetryPolicy | None = None,
+        store_transport: httpx.BaseTransport | None = None, hash_cache: HashCache | None = None,
+    ) -> None:  # fmt: skip
         self.url = url.rstrip("/")
         self._http = httpx.Client(
             base_url=f"{self.url}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=timeout_s
         )
-        self._store = httpx.Client(timeout=httpx.Timeout(timeout_s, write=None, read=300.0))
+        limits = httpx.Limits(max_connections=max(workers, 1) + 4, max_keepalive_connections=max(workers, 1) + 4)
+        self._store = httpx.Client(
+            timeout=httpx.Timeout(timeout_s, write=None, read=300.0), limits=limits, transport=store_transport
+        )
+        self.workers = workers
+        self.retry = retry or RetryPolicy()
+        self.hash_cache = hash_cache
 
     def close(self) -> None:
         self._http.close()
@@ -77,64 +94,78 @@ class Client:
             raise _api_error(response)
         return response
 
+    # --- submitting ----------------------------------------------------------------------------------------------
+
+    def hashes(self, files: Mapping[str, Path], progress: Progress | None = None) -> dict[str, str]:
+        """sha256 of the files that are deduplicated (zips and large files), cached by (path, size, mtime)."""
+        self.hash_cache = self.hash_cache or HashCache()
+        return file_hashes(files, cache=self.hash_cache, progress=progress)
+
     def create_submission(
-        self, files: dict[str, Path], *, entrypoint: str = "main.py", config: str = "config.yaml",
-        metadata: dict[str, Any] | None = None,
+        self, files: Mapping[str, Path], *, entrypoint: str = "main.py", config: str = "config.yaml",
+        metadata: dict[str, Any] | None = None, sha256: Mapping[str, str] | None = None,
     ) -> CreateSubmissionResponse:  # fmt: skip
+        """Declare the files (sizes, and sha256 where given); the answer says how to upload each."""
+        digests = sha256 or {}
         request = CreateSubmissionRequest(
             entrypoint=entrypoint,
             config=config,
             metadata=metadata or {},
-            files=[FileSpec(path=name, size=path.stat().st_size) for name, path in files.items()],
+            files=[
+                FileSpec(path=name, size=path.stat().st_size, sha256=digests.get(name)) for name, path in files.items()
+            ],
         )
         response = self._call("POST", "/submissions", json=request.model_dump(mode="json"))
         return CreateSubmissionResponse.model_validate(response.json())
 
     def upload(
-        self, created: CreateSubmissionResponse, files: dict[str, Path], progress: Progress | None = None
-    ) -> None:
-        """PUT every file straight to the store, then the manifest that starts the job."""
-        for upload in created.uploads:
-            if upload.path is None or upload.url == "":
-                continue
-            local = files[upload.path]
-            size = local.stat().st_size
-            headers = {**upload.headers, "Content-Length": str(size)}
-            response = self._store.put(upload.url, content=_chunks(local, upload.path, progress), headers=headers)
-            _check_store(response, upload.path)
-        manifest = created.manifest
-        body = (manifest.body or "").encode()
-        response = self._store.put(manifest.url, content=body, headers={**manifest.headers})
-        _check_store(response, "manifest.json")
+        self, created: CreateSubmissionResponse, files: Mapping[str, Path], progress: Progress | None = None
+    ) -> UploadStats:
+        """Send every file straight to the store, then the manifest that starts the job."""
+        uploader = Uploader(self._store, workers=self.workers, retry=self.retry, progress=progress)
+        try:
+            stats = uploader.upload_all(created.uploads, files)
+            manifest = created.manifest
+            body = (manifest.body or "").encode()
+            headers = {**manifest.headers, "Content-Length": str(len(body))}
+            uploader.send("PUT", manifest.url, headers, lambda _n: iter([body]), "manifest.json", stats, track=False)
+        except StoreError as exc:
+            raise ApiError(exc.status, "upload_failed", exc.message) from exc
+        return stats
 
     def submit(
         self, paths: Sequence[str | Path], *, entrypoint: str = "main.py", config: str = "config.yaml",
-        metadata: dict[str, Any] | None = None, progress: Progress | None = None,
+        metadata: dict[str, Any] | None = None, progress: Progress | None = None, dedup: bool = True,
     ) -> str:  # fmt: skip
+        """Upload files and directories as one submission; returns its id (follow it with `wait`)."""
         files = collect_files(paths)
-        created = self.create_submission(files, entrypoint=entrypoint, config=config, metadata=metadata)
+        digests = self.hashes(files) if dedup else {}
+        created = self.create_submission(files, entrypoint=entrypoint, config=config, metadata=metadata, sha256=digests)
         self.upload(created, files, progress)
         return created.submission_id
+
+    # --- following jobs ------------------------------------------------------------------------------------------
 
     def get(self, submission_id: str) -> JobRecord:
         return JobRecord.model_validate(self._call("GET", f"/submissions/{submission_id}").json())
 
     def jobs(self, *, everyone: bool = False) -> list[JobRecord]:
+        """Your submissions, newest first (admins: everyone's with `everyone=True`)."""
         params = {"all": "1"} if everyone else {}
         body = self._call("GET", "/submissions", params=params).json()
         return [JobRecord.model_validate(item) for item in body["submissions"]]
 
     def logs(self, submission_id: str, offset: int = 0) -> tuple[str, int, str]:
-        """(new text, next offset, job status)."""
+        """(new text from byte `offset`, next offset, job status)."""
         response = self._call("GET", f"/submissions/{submission_id}/logs", params={"offset": offset})
         return response.text, int(response.headers["X-Next-Offset"]), response.headers["X-Job-Status"]
 
     def cancel(self, submission_id: str) -> JobRecord:
         return JobRecord.model_validate(self._call("POST", f"/submissions/{submission_id}/cancel").json())
 
-    def leaderboard(self, *, dataset: str | None = None, metric: str = "image_AUROC") -> dict[str, Any]:
+    def leaderboard(self, *, dataset: str | None = None, metric: str = "image_AUROC") -> Leaderboard:
         params = {"metric": metric} | ({"dataset": dataset} if dataset else {})
-        return dict(self._call("GET", "/leaderboard", params=params).json())
+        return cast(Leaderboard, self._call("GET", "/leaderboard", params=params).json())
 
     def wait(
         self, submission_id: str, *, timeout_s: float = 3600.0, poll_s: float = 1.0,
@@ -168,23 +199,49 @@ class Client:
             on_log(text)
         return record
 
-    def create_token(self, user: str, *, role: str = "user", expires_in_s: int | None = None) -> dict[str, Any]:
+    def whoami(self) -> WhoAmI:
+        """The user and role of this client's token (fails with 401 when the token is not valid)."""
+        return cast(WhoAmI, self._call("GET", "/me").json())
+
+    # --- administration (admin token) ----------------------------------------------------------------------------
+
+    def create_token(self, user: str, *, role: str = "user", expires_in_s: int | None = None) -> CreatedToken:
         body = {"user": user, "role": role, "expires_in_s": expires_in_s}
-        return dict(self._call("POST", "/admin/tokens", json=body).json())
+        return cast(CreatedToken, self._call("POST", "/admin/tokens", json=body).json())
 
-    def list_tokens(self) -> list[dict[str, Any]]:
-        return list(self._call("GET", "/admin/tokens").json()["tokens"])
+    def list_tokens(self) -> list[TokenInfo]:
+        return cast(list[TokenInfo], self._call("GET", "/admin/tokens").json()["tokens"])
 
-    def revoke_token(self, token_id: str) -> dict[str, Any]:
-        return dict(self._call("POST", f"/admin/tokens/{token_id}/revoke").json())
+    def revoke_token(self, token_id: str) -> TokenInfo:
+        return cast(TokenInfo, self._call("POST", f"/admin/tokens/{token_id}/revoke").json())
 
+    def quotas(self) -> QuotaOverview:
+        """The default limits and every user's override."""
+        return cast(QuotaOverview, self._call("GET", "/admin/quotas").json())
 
-def _chunks(path: Path, name: str, progress: Progress | None) -> Iterator[bytes]:
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK_BYTES):
-            if progress is not None:
-                progress(name, len(chunk))
-            yield chunk
+    def user_quota(self, user: str) -> UserQuota:
+        """A user's effective limits and own override (None: the defaults apply)."""
+        return cast(UserQuota, self._call("GET", f"/admin/quotas/users/{user}").json())
+
+    def set_default_quota(self, *, per_hour: int | None = None, concurrent: int | None = None) -> Limits:
+        """Change the default limits; a limit left None keeps its current value."""
+        current = self.quotas()["default"]
+        body = {
+            "per_hour": current["per_hour"] if per_hour is None else per_hour,
+            "concurrent": current["concurrent"] if concurrent is None else concurrent,
+        }
+        return cast(Limits, self._call("PUT", "/admin/quotas/default", json=body).json())
+
+    def set_user_quota(
+        self, user: str, *, per_hour: int | None = None, concurrent: int | None = None, reset: bool = False
+    ) -> UserQuota:
+        """Override a user's limits; a limit left None keeps the user's current override (`reset`: drop both)."""
+        override = None if reset else self.user_quota(user)["override"]
+        body = {
+            "per_hour": per_hour if per_hour is not None or override is None else override["per_hour"],
+            "concurrent": concurrent if concurrent is not None or override is None else override["concurrent"],
+        }
+        return cast(UserQuota, self._call("PUT", f"/admin/quotas/users/{user}", json=body).json())
 
 
 def _api_error(response: httpx.Response) -> ApiError:
@@ -195,8 +252,3 @@ def _api_error(response: httpx.Response) -> ApiError:
     except (ValueError, KeyError, TypeError):
         code, message = "http_error", response.text[:500]
     return ApiError(response.status_code, code, message, float(retry_after) if retry_after else None)
-
-
-def _check_store(response: httpx.Response, what: str) -> None:
-    if response.status_code >= 300:
-        raise ApiError(response.status_code, "upload_failed", f"the store refused {what}: {response.text[:300]}")

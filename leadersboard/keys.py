@@ -9,7 +9,9 @@ from dataclasses import dataclass
 
 __all__ = [
     "ManifestKey",
+    "blob_key",
     "file_key",
+    "is_submission_id",
     "manifest_key",
     "new_submission_id",
     "parse_manifest_key",
@@ -18,6 +20,7 @@ __all__ = [
     "submission_prefix",
 ]
 
+_SUBMISSION_ID = re.compile(r"^[0-9a-z]{8,40}$")
 _MANIFEST_KEY = re.compile(r"^submissions/(?P<user>[a-z0-9][a-z0-9_-]{0,62})/(?P<id>[0-9a-z]{8,40})/manifest\.json$")
 
 
@@ -26,12 +29,21 @@ def new_submission_id() -> str:
     return f"{int(time.time() * 1000):012x}{secrets.token_hex(6)}"
 
 
+def is_submission_id(text: str) -> bool:
+    return _SUBMISSION_ID.match(text) is not None
+
+
 def submission_prefix(user: str, submission_id: str) -> str:
     return f"submissions/{user}/{submission_id}/"
 
 
 def file_key(user: str, submission_id: str, path: str) -> str:
     return f"{submission_prefix(user, submission_id)}files/{path}"
+
+
+def blob_key(user: str, sha256: str) -> str:
+    """A user's content-addressed file (deduplicated across that user's submissions)."""
+    return f"blobs/{user}/sha256/{sha256}"
 
 
 def manifest_key(user: str, submission_id: str) -> str:

@@ -11,9 +11,21 @@ import math
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SerializerFunctionWrapHandler,
+    Tag,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+
+from leadersboard import keys
 
 __all__ = [
     "USER_NAME_PATTERN",
@@ -26,6 +38,8 @@ __all__ = [
     "JobStatus",
     "Manifest",
     "MetricsFile",
+    "MultipartUpload",
+    "PresentFile",
     "PresignedRequest",
     "Quota",
     "QuotaOverride",
@@ -33,6 +47,8 @@ __all__ = [
     "Role",
     "S3EventEnvelope",
     "TokenRecord",
+    "UploadItem",
+    "UploadPart",
     "utcnow",
 ]
 
@@ -60,14 +76,47 @@ def check_relative_path(path: str) -> str:
 
 
 class FileSpec(_Strict):
-    path: str = Field(description="Path of the file inside the submission, e.g. `main.py`.")
+    path: str = Field(
+        pattern=_SAFE_PATH.pattern,
+        description="Path of the file inside the submission, e.g. `main.py`; no empty, `.` or `..` parts.",
+    )
     size: int = Field(ge=0, description="Size in bytes.")
-    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="SHA-256 of the content (lowercase hex). A file declaring one is stored content-addressed under "
+        "`blobs/<user>/sha256/<hex>` and not uploaded again when that blob is already there.",
+    )
+    blob: bool = Field(
+        default=False,
+        description="Set by ingest (its value in a request is ignored): the file lives at "
+        "`blobs/<user>/sha256/<sha256>` instead of `submissions/<user>/<id>/files/<path>`. Omitted when false.",
+    )
 
     @field_validator("path")
     @classmethod
     def _relative(cls, path: str) -> str:
         return check_relative_path(path)
+
+    @model_validator(mode="after")
+    def _blob_has_hash(self) -> FileSpec:
+        if self.blob and self.sha256 is None:
+            raise ValueError("blob: a blob must declare its sha256")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_default_blob(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Files that are not blobs serialize exactly as before `blob` existed: earlier signatures stay valid.
+        data: dict[str, Any] = handler(self)
+        if not self.blob:
+            data.pop("blob", None)
+        return data
+
+    def store_key(self, user: str, submission_id: str) -> str:
+        """Where this file of submission `submission_id` of `user` is in the bucket."""
+        if self.blob and self.sha256 is not None:
+            return keys.blob_key(user, self.sha256)
+        return keys.file_key(user, submission_id, self.path)
 
 
 class CreateSubmissionRequest(_Strict):
@@ -99,9 +148,55 @@ class PresignedRequest(BaseModel):
     body: str | None = Field(default=None, description="For the manifest: the exact bytes to PUT.")
 
 
+class UploadPart(BaseModel):
+    part_number: int = Field(ge=1, le=10_000)
+    size: int = Field(ge=0, description="Bytes of this part: `part_size`, except the last one.")
+    url: str = Field(description="Presigned PUT of this part; its Content-Length is signed.")
+
+
+class MultipartUpload(BaseModel):
+    """A large file as a presigned S3 multipart upload: PUT every part (in parallel, retrying failed ones), then
+    POST `<CompleteMultipartUpload>` with the parts' ETags to `complete.url`. `url` is a presigned PUT of the
+    whole file, for clients that do not do multipart (e.g. curl)."""
+
+    path: str
+    method: Literal["MULTIPART"] = "MULTIPART"
+    url: str = Field(description="Alternative: one presigned PUT of the whole file (S3 limit 5 GiB).")
+    headers: dict[str, str] = Field(default_factory=dict)
+    upload_id: str
+    part_size: int
+    parts: list[UploadPart]
+    complete: PresignedRequest = Field(description="Presigned POST of the CompleteMultipartUpload XML.")
+
+
+class PresentFile(BaseModel):
+    """A deduplicated file: the user's blob with this sha256 is already in the store; nothing to upload."""
+
+    path: str
+    status: Literal["present"] = "present"
+
+
+def _upload_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        if value.get("status") == "present":
+            return "present"
+        return "multipart" if value.get("method") == "MULTIPART" else "put"
+    if isinstance(value, PresentFile):
+        return "present"
+    return "multipart" if isinstance(value, MultipartUpload) else "put"
+
+
+UploadItem = Annotated[
+    Annotated[PresignedRequest, Tag("put")] | Annotated[MultipartUpload, Tag("multipart")]
+    | Annotated[PresentFile, Tag("present")],
+    Discriminator(_upload_kind),
+]  # fmt: skip
+"""One entry of `uploads`: a presigned PUT, a multipart upload, or `{"path", "status": "present"}`."""
+
+
 class CreateSubmissionResponse(BaseModel):
     submission_id: str
-    uploads: list[PresignedRequest]
+    uploads: list[UploadItem]
     manifest: PresignedRequest
     expires_at: datetime
 

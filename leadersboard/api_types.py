@@ -1,0 +1,80 @@
+"""Typed shapes of the API's JSON answers that have no model of their own (tokens, quotas, leaderboard)."""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+__all__ = [
+    "CreatedToken",
+    "Leaderboard",
+    "LeaderboardEntry",
+    "Limits",
+    "QuotaOverview",
+    "TokenInfo",
+    "UserQuota",
+    "WhoAmI",
+]
+
+
+class TokenInfo(TypedDict):
+    token_id: str
+    user: str
+    role: str
+    created_at: str
+    expires_at: str | None
+    revoked: bool
+    last_used_at: str | None
+
+
+class CreatedToken(TokenInfo):
+    token: str
+    """Shown once; only its SHA-256 is stored."""
+
+
+class WhoAmI(TypedDict):
+    user: str
+    role: str
+    token_id: str
+    expires_at: str | None
+
+
+class Limits(TypedDict):
+    per_hour: int
+    concurrent: int
+
+
+class Override(TypedDict):
+    per_hour: int | None
+    concurrent: int | None
+
+
+class QuotaOverview(TypedDict):
+    default: Limits
+    users: dict[str, Override]
+
+
+class UserQuota(TypedDict):
+    user: str
+    effective: Limits
+    override: Override | None
+
+
+class LeaderboardEntry(TypedDict):
+    rank: int
+    user: str
+    submission_id: str
+    dataset: str | None
+    method: str | None
+    description: str | None
+    value: float
+    metrics: dict[str, float]
+    submitted_at: str
+    mlflow_run_url: str | None
+
+
+class Leaderboard(TypedDict):
+    metric: str
+    higher_is_better: bool
+    dataset: str | None
+    datasets: list[str]
+    entries: list[LeaderboardEntry]

@@ -1,0 +1,72 @@
+"""The `leadersboard` command: run the local stack, submit and follow jobs, check a submission locally, administer.
+
+    leadersboard login                                   # saves URL and token (XDG config, mode 0600)
+    leadersboard submit DIR --metadata '{"method": "padim"}' --wait
+    leadersboard jobs | show ID | logs ID -f | cancel ID | leaderboard --dataset D   (--json for scripts)
+    leadersboard check DIR                               # run it locally as the runner would
+    leadersboard admin token create|list|revoke, admin quota set|reset|show, admin jobs, admin cancel ID
+
+The API address and token come from --url/--token, else LEADERSBOARD_URL/LEADERSBOARD_TOKEN, else the
+file `leadersboard login` wrote. Exit codes: 0 success, 1 the job (or check) failed, 2 usage or API error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from leadersboard.cli import admin, check, jobs, submit, up
+from leadersboard.client import ApiError
+
+__all__ = ["build_parser", "main"]
+
+
+def _common() -> argparse.ArgumentParser:
+    """--url and --token, accepted before or after the command (SUPPRESS: a later default cannot erase them)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", default=argparse.SUPPRESS, help="API address (default $LEADERSBOARD_URL, the "
+                        "saved login, or http://127.0.0.1:8000)")  # fmt: skip
+    common.add_argument("--token", default=argparse.SUPPRESS, help="API token (default $LEADERSBOARD_TOKEN or "
+                        "the saved login)")  # fmt: skip
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog="leadersboard", description=__doc__, parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    up.add_parser(sub)
+    submit.add_parser(sub, common)
+    jobs.add_parsers(sub, common)
+    check.add_parser(sub)
+    admin.add_parser(sub, common)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    from leadersboard.stack.procs import StartupError
+
+    try:
+        sys.exit(args.func(args))
+    except ApiError as exc:
+        from leadersboard.cli.output import err
+
+        err.print(f"[red]error {exc.status} ({exc.code})[/red]: {exc.message}")
+        if exc.retry_after_s:
+            err.print(f"retry after {exc.retry_after_s:.0f} s")
+        sys.exit(2)
+    except (FileNotFoundError, TimeoutError) as exc:
+        from leadersboard.cli.output import err
+
+        err.print(f"[red]error[/red]: {exc}")
+        sys.exit(2)
+    except StartupError as exc:
+        from leadersboard.cli.output import err
+
+        err.print(f"[red]the stack could not start[/red]: {exc}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,75 @@
+"""Where the CLI finds the API and the token: flags, then `LEADERSBOARD_URL`/`LEADERSBOARD_TOKEN`, then the
+config file that `leadersboard login` writes (`$XDG_CONFIG_HOME/leadersboard/config.json`, mode 0600)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from leadersboard.client import Client
+
+__all__ = ["DEFAULT_URL", "Connection", "client_for", "config_path", "connection", "load_config", "save_config"]
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def config_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "leadersboard" / "config.json"
+
+
+def load_config() -> dict[str, str]:
+    path = config_path()
+    try:
+        loaded = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"{path} is not readable JSON ({exc}); run `leadersboard login` again") from exc
+    return {k: str(v) for k, v in loaded.items() if k in ("url", "token")} if isinstance(loaded, dict) else {}
+
+
+def save_config(url: str, token: str) -> Path:
+    """Write the file readable by its owner only (created with mode 0600, never world-readable in between)."""
+    path = config_path()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temporary = path.with_suffix(".tmp")
+    temporary.unlink(missing_ok=True)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"url": url, "token": token}, handle, indent=2)
+    temporary.replace(path)
+    return path
+
+
+@dataclass(frozen=True)
+class Connection:
+    url: str
+    token: str
+    token_source: str
+
+
+def connection(args: argparse.Namespace) -> Connection:
+    config = load_config()
+    url = getattr(args, "url", None) or os.environ.get("LEADERSBOARD_URL") or config.get("url") or DEFAULT_URL
+    for source, token in (
+        ("--token", getattr(args, "token", None)),
+        ("LEADERSBOARD_TOKEN", os.environ.get("LEADERSBOARD_TOKEN")),
+        (str(config_path()), config.get("token")),
+    ):
+        if token:
+            return Connection(url.rstrip("/"), token, source)
+    return Connection(url.rstrip("/"), "", "")
+
+
+def client_for(args: argparse.Namespace) -> Client:
+    conn = connection(args)
+    if not conn.token:
+        raise SystemExit(
+            "no API token: run `leadersboard login`, pass --token or set LEADERSBOARD_TOKEN "
+            "(ask an administrator for a token)"
+        )
+    return Client(conn.url, conn.token, workers=getattr(args, "workers", None) or 8)

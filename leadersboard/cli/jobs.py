@@ -1,0 +1,202 @@
+"""`leadersboard login|logout|jobs|show|logs|cancel|leaderboard`."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from typing import Any
+
+from rich.table import Table
+
+from leadersboard.cli.config import DEFAULT_URL, client_for, config_path, connection, save_config
+from leadersboard.cli.output import (
+    ago,
+    console,
+    duration,
+    err,
+    human_bytes,
+    job_table,
+    print_json,
+    report,
+    status_text,
+    when,
+    write,
+)
+from leadersboard.client import ApiError, Client
+from leadersboard.models import JobRecord
+
+__all__ = ["add_parsers", "cmd_cancel", "cmd_jobs"]
+
+
+def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    login = sub.add_parser("login", parents=[common], help=f"check a token and save it (default API {DEFAULT_URL})")
+    login.add_argument("--stdin", action="store_true", help="read the token from standard input")
+    login.set_defaults(func=cmd_login)
+    sub.add_parser("logout", help="forget the saved token").set_defaults(func=cmd_logout)
+
+    jobs = sub.add_parser("jobs", parents=[common], help="your submissions, newest first")
+    jobs.add_argument("--all", action="store_true", help="everyone's (admins)")
+    jobs.add_argument("--json", action="store_true")
+    jobs.set_defaults(func=cmd_jobs)
+
+    show = sub.add_parser("show", parents=[common], help="one submission in detail")
+    show.add_argument("id")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=cmd_show)
+
+    logs = sub.add_parser("logs", parents=[common], help="a job's log")
+    logs.add_argument("id")
+    logs.add_argument("-f", "--follow", action="store_true", help="follow until the job ends (exit 0 if completed)")
+    logs.add_argument("--json", action="store_true", help='{"submission_id", "status", "next_offset", "text"}')
+    logs.set_defaults(func=cmd_logs)
+
+    cancel = sub.add_parser("cancel", parents=[common], help="cancel a pending or running job")
+    cancel.add_argument("id")
+    cancel.add_argument("--json", action="store_true")
+    cancel.set_defaults(func=cmd_cancel)
+
+    board = sub.add_parser("leaderboard", parents=[common], help="completed submissions ranked by a metric")
+    board.add_argument("--dataset")
+    board.add_argument("--metric", default="image_AUROC", help="default image_AUROC (higher is better)")
+    board.add_argument("--json", action="store_true")
+    board.set_defaults(func=cmd_leaderboard)
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    conn = connection(args)
+    token = getattr(args, "token", None) or os.environ.get("LEADERSBOARD_TOKEN")
+    if not token:
+        if args.stdin or not sys.stdin.isatty():
+            token = sys.stdin.readline().strip()
+        else:
+            token = getpass.getpass(f"API token for {conn.url}: ").strip()
+    if not token:
+        err.print("[red]error[/red]: no token given")
+        return 2
+    with Client(conn.url, token) as client:
+        try:
+            me = client.whoami()
+        except ApiError as exc:
+            err.print(f"[red]not saved[/red]: {conn.url} refused the token ({exc.status} {exc.code}: {exc.message})")
+            return 1
+    path = save_config(conn.url, token)
+    expiry = f", expires {when(me['expires_at'])}" if me["expires_at"] else ""
+    err.print(f"logged in to {conn.url} as [bold]{me['user']}[/bold] ({me['role']}{expiry}); saved in {path}")
+    return 0
+
+
+def cmd_logout(args: argparse.Namespace) -> int:
+    path = config_path()
+    if path.exists():
+        path.unlink()
+        err.print(f"removed {path}")
+    else:
+        err.print("not logged in")
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace, *, everyone: bool | None = None) -> int:
+    everyone = args.all if everyone is None else everyone
+    with client_for(args) as client:
+        records = client.jobs(everyone=everyone)
+    if args.json:
+        print_json([r.model_dump(mode="json") for r in records])
+        return 0
+    if not records:
+        err.print("no submissions yet")
+        return 0
+    console.print(job_table(records, show_user=everyone, title="All submissions" if everyone else "Your submissions"))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        record = client.get(args.id)
+    if args.json:
+        print_json(record.model_dump(mode="json"))
+        return 0
+    console.print(_detail(record))
+    return 0
+
+
+def _detail(r: JobRecord) -> Table:
+    table = Table(show_header=False, title=f"submission {r.submission_id}", title_justify="left")
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    rows: list[tuple[str, str]] = [
+        ("user", r.user),
+        ("status", status_text(r.status)),
+        ("dataset", r.dataset or ""),
+        ("submitted", when(r.created_at)),
+        ("started", when(r.started_at)),
+        ("finished", when(r.finished_at)),
+        ("duration", duration(r.duration_s)),
+        ("command", f"python {r.entrypoint} --config {r.config} --output <dir>"),
+        ("files", ", ".join(f"{f.path} ({human_bytes(f.size)})" for f in r.files)),
+        ("metadata", ", ".join(f"{k}={v}" for k, v in r.metadata.items())),
+        ("params", ", ".join(f"{k}={v}" for k, v in r.params.items())),
+        ("metrics", "\n".join(f"{k} = {v:.6g}" for k, v in r.metrics.items())),
+        ("exit code", "" if r.exit_code is None else str(r.exit_code)),
+        ("attempts", str(r.attempts)),
+        ("runner", r.runner or ""),
+        ("reason", r.error or ""),
+        ("MLflow run", r.mlflow_run_url or ""),
+    ]
+    for name, value in rows:
+        if value:
+            table.add_row(name, value)
+    return table
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        if args.follow:
+            record = client.wait(args.id, on_log=None if args.json else write)
+            if args.json:
+                text, offset, status = client.logs(args.id)
+                print_json({"submission_id": args.id, "status": status, "next_offset": offset, "text": text})
+                return 0 if record.status.value == "completed" else 1
+            return report(record)
+        text, offset, status = client.logs(args.id)
+    if args.json:
+        print_json({"submission_id": args.id, "status": status, "next_offset": offset, "text": text})
+    else:
+        write(text)
+        if not text:
+            err.print(f"(no log yet; the job is {status})")
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        record = client.cancel(args.id)
+    if args.json:
+        print_json(record.model_dump(mode="json"))
+    else:
+        console.print(f"{record.submission_id}: {status_text(record.status)}")
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        board = client.leaderboard(dataset=args.dataset, metric=args.metric)
+    if args.json:
+        print_json(board)
+        return 0
+    where = f"dataset {board['dataset']}" if board["dataset"] else "all datasets"
+    table = Table(title=f"Leaderboard: {board['metric']} (higher is better), {where}", header_style="bold")
+    for column, justify in (("#", "right"), ("user", "left"), ("dataset", "left"), ("method", "left"),
+                            (board["metric"], "right"), ("submitted", "left"), ("submission", "left")):  # fmt: skip
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for e in board["entries"]:
+        table.add_row(str(e["rank"]), e["user"], e["dataset"] or "", e["method"] or "", f"{e['value']:.4f}",
+                      ago(e["submitted_at"]), e["submission_id"])  # fmt: skip
+    if not board["entries"]:
+        err.print(f"no completed submission has {board['metric']} yet")
+    else:
+        console.print(table)
+    if board["datasets"] and not board["dataset"]:
+        err.print(f"datasets: {', '.join(board['datasets'])} (filter with --dataset)")
+    return 0

@@ -1,0 +1,130 @@
+"""Terminal output: tables for people (rich, on stdout), messages on stderr, plain JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from leadersboard.models import JobRecord, JobStatus
+
+__all__ = [
+    "STATUS_STYLE",
+    "ago",
+    "console",
+    "duration",
+    "err",
+    "human_bytes",
+    "job_table",
+    "print_json",
+    "report",
+    "status_text",
+    "when",
+    "write",
+]
+
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+STATUS_STYLE = {
+    JobStatus.PENDING: "yellow",
+    JobStatus.RUNNING: "cyan",
+    JobStatus.COMPLETED: "green",
+    JobStatus.FAILED: "red",
+    JobStatus.CANCELLED: "magenta",
+}
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def write(text: str) -> None:
+    """Raw text (a job's log) on stdout, without markup or wrapping."""
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def status_text(status: JobStatus) -> str:
+    return f"[{STATUS_STYLE[status]}]{status.value}[/]"
+
+
+def when(moment: datetime | str | None) -> str:
+    if moment is None:
+        return ""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def ago(moment: datetime | str | None) -> str:
+    if moment is None:
+        return "never"
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    seconds = (datetime.now(UTC) - moment).total_seconds()
+    if seconds < 0:
+        return f"in {duration(-seconds)}"
+    return f"{duration(seconds)} ago"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f} min {seconds % 60:02.0f} s"
+    if seconds < 86400 * 2:
+        return f"{seconds // 3600:.0f} h {seconds % 3600 // 60:02.0f} min"
+    return f"{seconds // 86400:.0f} days"
+
+
+def human_bytes(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
+def job_table(records: list[JobRecord], *, show_user: bool, title: str | None = None) -> Table:
+    table = Table(title=title, header_style="bold")
+    table.add_column("id", no_wrap=True)
+    if show_user:
+        table.add_column("user")
+    table.add_column("status", no_wrap=True)
+    table.add_column("submitted", no_wrap=True)
+    table.add_column("duration", justify="right", no_wrap=True)
+    table.add_column("dataset")
+    table.add_column("metrics / reason", overflow="fold")
+    for r in records:
+        if r.metrics:
+            detail = ", ".join(f"{k}={v:.4g}" for k, v in list(r.metrics.items())[:3])
+        else:
+            detail = (r.error or "").splitlines()[0][:100] if r.error else ""
+        row = [r.submission_id, *([r.user] if show_user else []), status_text(r.status), when(r.created_at)]
+        table.add_row(*row, duration(r.duration_s), r.dataset or "", detail)
+    return table
+
+
+def report(record: JobRecord) -> int:
+    """The end of a followed job: metrics on stdout and exit 0 if it completed, else the reason and exit 1."""
+    if record.status is JobStatus.COMPLETED:
+        console.print(f"[green]completed[/green]: {record.submission_id} (dataset {record.dataset or 'default'})")
+        table = Table(header_style="bold")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for name, value in record.metrics.items():
+            table.add_row(name, f"{value:.6g}")
+        console.print(table)
+        if record.mlflow_run_url:
+            console.print(f"MLflow run: {record.mlflow_run_url}")
+        return 0
+    err.print(f"[red]{record.status.value}[/red]: {record.error or 'no reason given'}")
+    return 1

@@ -1,0 +1,59 @@
+"""`leadersboard up`: the whole local stack in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import time
+from typing import Any
+
+from rich.table import Table
+
+from leadersboard.cli.output import console, err
+
+__all__ = ["add_parser"]
+
+
+def add_parser(sub: Any) -> None:
+    up = sub.add_parser("up", help="run the whole local stack in the foreground")
+    up.add_argument("--data-dir", help="default $LB_STACK_DATA_DIR or .leadersboard")
+    up.set_defaults(func=cmd_up)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from leadersboard.stack.settings import StackSettings
+    from leadersboard.stack.up import Stack
+
+    settings = StackSettings(**({"data_dir": args.data_dir} if args.data_dir else {}))
+    stack = Stack(settings.data_dir, ports=settings.ports())
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with err.status("starting NATS, SeaweedFS, MLflow, ingest, dispatcher, runner, frontend..."):
+            info = stack.start()
+        _print_stack(info)
+        while all(p.alive for p in stack.processes):
+            time.sleep(0.5)
+        for process in stack.processes:
+            if not process.alive:
+                err.print(f"[red]{process.name} exited ({process.returncode}):[/red]\n{process.log_tail(20)}")
+        return 1
+    except KeyboardInterrupt:
+        err.print("stopping...")
+        return 0
+    finally:
+        stack.stop()
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _print_stack(info: dict[str, Any]) -> None:
+    table = Table(title="LeadersBoard local stack", show_header=False)
+    for name, url in info["urls"].items():
+        table.add_row(name, url)
+    table.add_row("admin token", info["admin_token"])
+    table.add_row(f"user token ({info['demo_user']})", info["demo_token"])
+    table.add_row("data and logs", info["data_dir"])
+    console.print(table)
+    console.print(f"Also written to {info['data_dir']}/stack.json. Ctrl-C stops everything.")
