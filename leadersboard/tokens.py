@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from nats.js.errors import KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
@@ -16,6 +16,7 @@ __all__ = ["TOKEN_PREFIX", "TokenStore", "hash_token", "new_token"]
 
 TOKEN_PREFIX = "lbt_"
 TOKEN_ID_CHARS = 12
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 def new_token() -> str:
@@ -61,7 +62,14 @@ class TokenStore:
         # The lookup is by digest; compare again in constant time so no branch depends on the secret.
         if record is None or not hmac.compare_digest(digest[:TOKEN_ID_CHARS], record.token_id):
             return None
-        return record if record.usable(utcnow()) else None
+        now = utcnow()
+        if not record.usable(now):
+            return None
+        if record.last_used_at is None or now - record.last_used_at > LAST_USED_RESOLUTION:
+            # At most one write a minute per token: "last used" for admins, not a write per request.
+            record.last_used_at = now
+            await self._kv.put(digest, record.model_dump_json().encode())
+        return record
 
     async def list_records(self) -> list[TokenRecord]:
         try:

@@ -20,6 +20,14 @@ from tests.api_fixtures import alice, api, app, bob, jobs, settings, tokens  # n
 warnings.filterwarnings("ignore", category=DeprecationWarning, module="botocore")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The client's sha256 cache goes to a temporary directory, not the developer's home."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
 @pytest.fixture
 def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
     server = start_nats(tmp_path / "nats-root", port=free_port())
