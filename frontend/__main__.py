@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from frontend.app import build_page
+from frontend.app import create_app
 from frontend.settings import FrontendSettings
 from leadersboard.lifecycle import configure_logging
 
 
 def run(settings: FrontendSettings) -> None:
-    build_page(settings).launch(server_name=settings.host, server_port=settings.port, show_error=True)
+    import uvicorn
+
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
 
 
 def main() -> None:

@@ -40,7 +40,7 @@ def write_submission(root: Path, body: str, config: str = "dataset: toy\n") -> P
 def running_stack(
     data_dir: Path, ports: StackPorts | None = None, **options: Any
 ) -> Iterator[tuple[Stack, dict[str, Any]]]:
-    stack = Stack(data_dir, ports=ports or StackPorts.free(), with_frontend=False, **options)
+    stack = Stack(data_dir, ports=ports or StackPorts.free(), **{"with_frontend": False, **options})
     try:
         info = stack.start()
     except Exception as exc:

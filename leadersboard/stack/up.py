@@ -190,7 +190,11 @@ class Stack:
             from frontend.settings import FrontendSettings
 
             frontend = FrontendSettings(
-                port=p.frontend, ingest_public_url=urls["ingest"], mlflow_public_url=urls["mlflow"]
+                port=p.frontend,
+                ingest_public_url=urls["ingest"],
+                mlflow_public_url=urls["mlflow"],
+                store_console_url=urls["s3"],
+                **self.overrides.get("frontend", {}),
             )
             self._spawn("frontend", "frontend", frontend, ready=http_ready(urls["frontend"]))
         for process in self.processes:

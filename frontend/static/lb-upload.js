@@ -1,0 +1,253 @@
+/* Browser-direct upload of a submission: the same protocol as the CLI (leadersboard/upload.py, docs/uploads.md).
+ *   1. hash zips and large files (sha256) so ingest can answer "present" for content already stored;
+ *   2. POST /api/v1/submissions (declared paths and sizes) -> presigned uploads and the manifest;
+ *   3. PUT each file straight to the store (XMLHttpRequest, upload progress events): one PUT, or a multipart
+ *      upload (parts in parallel, retried, then the CompleteMultipartUpload XML), or nothing when "present";
+ *   4. PUT the manifest body exactly as given: its bucket event starts the job.
+ * No byte of a file goes to the page's server. */
+(function () {
+  "use strict";
+  const LB = (window.LB = window.LB || {});
+  LB.loaded = LB.loaded || {};
+
+  const RETRYABLE = new Set([0, 408, 429, 500, 502, 503, 504]);
+  const ATTEMPTS = 5;
+  const MAX_SINGLE_PUT = 5 * 1024 * 1024 * 1024;
+
+  class StoreError extends Error {
+    constructor(status, code, message) {
+      super(message);
+      this.status = status;
+      this.code = code;
+    }
+  }
+  LB.StoreError = StoreError;
+
+  class NoEtag extends Error {}
+
+  function s3Error(status, text) {
+    const code = (/<Code>([^<]*)<\/Code>/.exec(text || "") || [])[1] || "";
+    const message = (/<Message>([^<]*)<\/Message>/.exec(text || "") || [])[1] || (text || "").slice(0, 200);
+    return new StoreError(status, code, message);
+  }
+
+  function semaphore(limit) {
+    let active = 0;
+    const waiting = [];
+    return async (fn) => {
+      if (active >= limit) await new Promise((resolve) => waiting.push(resolve));
+      active += 1;
+      try {
+        return await fn();
+      } finally {
+        active -= 1;
+        const next = waiting.shift();
+        if (next) next();
+      }
+    };
+  }
+
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  /* One upload run; `onUpdate(run)` is called whenever progress or state changes. */
+  class UploadRun {
+    constructor(entries, options) {
+      this.options = options;
+      this.entries = entries;
+      this.files = entries.map((e) => ({ path: e.path, file: e.file, size: e.file.size, sent: 0, hashed: 0, state: "waiting", note: "" }));
+      this.byPath = new Map(this.files.map((f) => [f.path, f]));
+      this.phase = "idle";
+      this.startedAt = 0;
+      this.xhrs = new Set();
+      this.aborted = false;
+      this.submissionId = null;
+    }
+
+    get total() {
+      return this.files.reduce((sum, f) => sum + f.size, 0);
+    }
+    get sent() {
+      return this.files.reduce((sum, f) => sum + Math.min(f.sent, f.size), 0);
+    }
+
+    update() {
+      if (this.options.onUpdate) this.options.onUpdate(this);
+    }
+
+    abort() {
+      this.aborted = true;
+      for (const xhr of this.xhrs) xhr.abort();
+    }
+
+    checkAborted() {
+      if (this.aborted) throw new StoreError(0, "aborted", LB.t("upload_aborted"));
+    }
+
+    async run() {
+      const { entrypoint, config, metadata } = this.options;
+      this.startedAt = performance.now();
+      this.phase = "hashing";
+      for (const f of this.files) {
+        if (!LB.wantsHash(f.path, f.size)) continue;
+        f.state = "hashing";
+        this.update();
+        try {
+          // `this` has `aborted`: Cancel stops the hashing between two chunks.
+          f.sha256 = await LB.sha256File(f.file, (done) => {
+            f.hashed = done;
+            this.update();
+          }, this);
+        } catch (err) {
+          this.checkAborted();
+          throw err;
+        }
+        this.checkAborted();
+        f.state = "waiting";
+      }
+      this.phase = "requesting";
+      this.update();
+      const declared = this.files.map((f) => (f.sha256 ? { path: f.path, size: f.size, sha256: f.sha256 } : { path: f.path, size: f.size }));
+      const created = (await LB.api("/submissions", { method: "POST", body: { entrypoint, config, metadata, files: declared } })).data;
+      this.submissionId = created.submission_id;
+      this.checkAborted();
+      this.phase = "uploading";
+      this.uploadStartedAt = performance.now();
+      this.update();
+      const gate = semaphore(this.options.concurrency || 4);
+      await Promise.all(created.uploads.map((item) => this.uploadItem(item, gate)));
+      this.checkAborted();
+      this.phase = "manifest";
+      this.update();
+      const manifest = created.manifest;
+      await this.send("PUT", manifest.url, manifest.headers || {}, new Blob([manifest.body]), null);
+      this.phase = "done";
+      this.update();
+      return created.submission_id;
+    }
+
+    async uploadItem(item, gate) {
+      const f = this.byPath.get(item.path);
+      if (!f) throw new StoreError(0, "unknown", "the API answered for a file that was not declared: " + item.path);
+      try {
+        if (item.status === "present") {
+          f.state = "present";
+          f.sent = f.size;
+        } else if (item.method === "MULTIPART") {
+          f.state = "uploading";
+          this.update();
+          try {
+            await this.multipart(item, f, gate);
+          } catch (err) {
+            if (!(err instanceof NoEtag) || !item.url || f.size > MAX_SINGLE_PUT) throw err;
+            // The store hides ETag from the browser (CORS): send the whole file with the item's single PUT.
+            f.note = LB.t("upload_no_etag");
+            f.sent = 0;
+            await gate(() => this.send("PUT", item.url, item.headers || {}, f.file, f));
+          }
+          f.state = "done";
+        } else {
+          f.state = "uploading";
+          this.update();
+          await gate(() => this.send("PUT", item.url, item.headers || {}, f.file, f));
+          f.state = "done";
+        }
+      } catch (err) {
+        f.state = "failed";
+        f.note = err.message;
+        this.update();
+        this.abort();
+        throw err;
+      }
+      this.update();
+    }
+
+    async multipart(item, f, gate) {
+      const loaded = new Array(item.parts.length).fill(0);
+      const track = (index) => (bytes) => {
+        loaded[index] = bytes;
+        f.sent = loaded.reduce((a, b) => a + b, 0);
+        this.update();
+      };
+      const etags = await Promise.all(
+        item.parts.map((part, index) =>
+          gate(async () => {
+            const start = (part.part_number - 1) * item.part_size;
+            const result = await this.send("PUT", part.url, {}, f.file.slice(start, start + part.size), track(index));
+            if (!result.etag) throw new NoEtag("no ETag for part " + part.part_number);
+            return result.etag;
+          })
+        )
+      );
+      const xml = "<CompleteMultipartUpload>" + etags.map((etag, i) => "<Part><PartNumber>" + (i + 1) + "</PartNumber><ETag>" + etag.replace(/&/g, "&amp;").replace(/</g, "&lt;") + "</ETag></Part>").join("") + "</CompleteMultipartUpload>";
+      const complete = item.complete;
+      await this.send(complete.method || "POST", complete.url, complete.headers || {}, new Blob([xml]), null);
+    }
+
+    /* One request with retries. `progress` is a file record (its `sent` follows) or a function(bytes) or null. */
+    async send(method, url, headers, body, progress) {
+      const report = (bytes) => {
+        if (typeof progress === "function") progress(bytes);
+        else if (progress) {
+          progress.sent = bytes;
+          this.update();
+        }
+      };
+      for (let attempt = 1; ; attempt++) {
+        this.checkAborted();
+        try {
+          return await this.xhr(method, url, headers, body, report);
+        } catch (err) {
+          report(0);
+          if (this.aborted || !RETRYABLE.has(err.status) || attempt >= ATTEMPTS) throw err;
+          await sleep(Math.min(8000, 500 * 2 ** (attempt - 1)) * (0.8 + Math.random() * 0.4));
+        }
+      }
+    }
+
+    xhr(method, url, headers, body, report) {
+      return new Promise((resolve, reject) => {
+        const xhr = new XMLHttpRequest();
+        this.xhrs.add(xhr);
+        xhr.open(method, url);
+        for (const [name, value] of Object.entries(headers)) {
+          if (name.toLowerCase() !== "content-length") xhr.setRequestHeader(name, value);
+        }
+        xhr.upload.onprogress = (e) => report(e.loaded);
+        xhr.onload = () => {
+          this.xhrs.delete(xhr);
+          const text = xhr.responseText || "";
+          // S3 may answer a CompleteMultipartUpload with 200 and an <Error> body.
+          if (xhr.status >= 300 || text.slice(0, 512).includes("<Error>")) {
+            reject(s3Error(xhr.status >= 300 ? xhr.status : 500, text));
+            return;
+          }
+          report(body.size);
+          resolve({ status: xhr.status, etag: xhr.getResponseHeader("ETag"), text });
+        };
+        xhr.onerror = () => {
+          this.xhrs.delete(xhr);
+          reject(new StoreError(0, "network", LB.t("upload_network")));
+        };
+        xhr.onabort = () => {
+          this.xhrs.delete(xhr);
+          reject(new StoreError(0, "aborted", LB.t("upload_aborted")));
+        };
+        xhr.send(body);
+      });
+    }
+  }
+  LB.UploadRun = UploadRun;
+
+  /* Plain words for a store refusal. */
+  LB.describeStoreError = (err) => {
+    if (!(err instanceof StoreError)) return LB.describeError(err);
+    if (err.code === "aborted") return err.message;
+    if (err.status === 0) return LB.t("store_network", { message: err.message });
+    if (err.code === "BadDigest" || err.code === "XAmzContentSHA256Mismatch") return LB.t("store_digest", { message: err.message });
+    if (err.status === 403) return LB.t("store_403", { code: err.code, message: err.message });
+    if (err.code === "EntityTooLarge" || err.status === 413) return LB.t("err_413", { message: err.message });
+    return LB.t("store_other", { status: err.status, code: err.code, message: err.message });
+  };
+
+  LB.loaded.upload = true;
+})();

@@ -1,0 +1,473 @@
+"""The web page on :8501, in a real browser (Debian's chromium driven by Playwright) against the real local stack.
+
+A submission goes through the page exactly as a user would make it: token, files (several files and a whole
+folder), metadata, Submit; the browser PUTs the files straight to the store (a large one as a multipart upload),
+the job goes pending -> running -> completed in the job list, its log is followed live, and it shows up on the
+leaderboard. The page's own server is shown to receive none of the files' bytes. Screenshots of every screen
+are saved under test-artifacts/web/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from leadersboard.s3 import make_client
+from leadersboard.stack.up import Stack, StackPorts
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts" / "web"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]  # fmt: skip
+MIB = 1024 * 1024
+MULTIPART_BYTES = 5 * MIB
+MAX_FILE_BYTES = 40 * MIB
+
+QUICK_MAIN = """
+import argparse, json, pathlib, time
+parser = argparse.ArgumentParser()
+parser.add_argument("--config", required=True)
+parser.add_argument("--output", required=True)
+args = parser.parse_args()
+print("config:", pathlib.Path(args.config).read_text().strip(), flush=True)
+print("extracted from the zip:", pathlib.Path("extra/hello.txt").read_text().strip(), flush=True)
+print("large file:", pathlib.Path("big.bin").stat().st_size, "bytes", flush=True)
+for epoch in range(10):
+    print(f"epoch {epoch}: loss {1 / (epoch + 1):.3f}", flush=True)
+    time.sleep(1)
+out = pathlib.Path(args.output)
+out.mkdir(parents=True, exist_ok=True)
+metrics = {"image_AUROC": 0.875, "image_F1Score": 0.625}
+(out / "metrics.json").write_text(json.dumps({"params": {"epochs": 10}, "metrics": metrics}))
+print("done", flush=True)
+"""
+
+
+# ---------------------------------------------------------------- fast checks (no browser, no stack)
+
+
+def test_importing_the_frontend_starts_nothing() -> None:
+    code = "import sys, frontend.app, frontend.__main__; print('gradio' in sys.modules, 'uvicorn' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "False"]
+
+
+def test_the_server_serves_the_page_and_its_scripts_and_refuses_file_uploads() -> None:
+    from starlette.testclient import TestClient
+
+    from frontend.app import SCRIPTS, STYLESHEET, create_app
+    from frontend.settings import FrontendSettings
+
+    settings = FrontendSettings(ingest_public_url="http://api.example:8000/", store_console_url="http://s3.example")
+    with TestClient(create_app(settings)) as client:
+        config = client.get("/config")
+        assert config.status_code == 200 and "LeadersBoard" in config.text
+        assert "http://api.example:8000" in config.text and "http://s3.example" in config.text
+        for name in (*SCRIPTS, STYLESHEET):
+            assert client.get(f"/lb-static/{name}").status_code == 200, name
+        refused = client.post("/gradio_api/upload", files={"files": ("a.bin", b"x" * 1000)})
+        assert refused.status_code == 403 and "straight to the store" in refused.text
+        traffic = client.get("/frontend/health").json()["traffic"]
+        assert traffic["refused_uploads"] == 1 and traffic["request_body_bytes"] == 0
+
+
+def test_static_files_stay_small() -> None:
+    from frontend.app import STATIC_DIR
+
+    for path in STATIC_DIR.iterdir():
+        assert len(path.read_text().splitlines()) <= 400, f"{path.name}: keep each static file under ~400 lines"
+
+
+# ---------------------------------------------------------------- the browser against the real stack
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Path:
+    if not CHROMIUM.exists():
+        subprocess.run([str(ROOT / "scripts" / "install-browser.sh")], check=False, timeout=900)
+    if not CHROMIUM.exists():
+        pytest.skip("/usr/bin/chromium is missing and scripts/install-browser.sh could not install it (root + apt)")
+    return CHROMIUM
+
+
+@contextmanager
+def stack_with_frontend(data_dir: Path) -> Iterator[tuple[Stack, dict[str, Any]]]:
+    overrides = {"ingest": {"multipart_threshold_bytes": MULTIPART_BYTES, "multipart_part_bytes": MULTIPART_BYTES,
+                            "max_file_bytes": MAX_FILE_BYTES}}  # fmt: skip
+    stack = Stack(data_dir, ports=StackPorts.free(), with_frontend=True, overrides=overrides)
+    try:
+        info = stack.start()
+    except Exception as exc:
+        pytest.fail(f"the stack did not start: {exc}")
+    try:
+        yield stack, info
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory: pytest.TempPathFactory, chromium: Path) -> Iterator[tuple[Stack, dict[str, Any]]]:
+    with stack_with_frontend(tmp_path_factory.mktemp("web-stack")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser(chromium: Path, web: tuple[Stack, dict[str, Any]]) -> Iterator[Any]:
+    """Started after the stack: Playwright's sync API keeps an event loop running in this thread."""
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Any, web: tuple[Stack, dict[str, Any]], request: pytest.FixtureRequest) -> Iterator[Any]:
+    failed_before = request.session.testsfailed
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    opened = context.new_page()
+    opened.set_default_timeout(60_000)
+    errors: list[str] = []
+    opened.on("pageerror", lambda exc: errors.append(str(exc)))
+    opened.goto(web[1]["urls"]["frontend"])
+    opened.wait_for_selector("#lb-token")
+    yield opened
+    if request.session.testsfailed > failed_before:
+        shot(opened, f"FAILED-{request.node.name}")
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def shot(page: Any, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def sign_in(page: Any, token: str) -> None:
+    page.fill("#lb-token", token)
+    page.click("#lb-token-save")
+    page.wait_for_selector("#lb-token-status.lb-ok")
+
+
+def traffic(info: dict[str, Any]) -> dict[str, int]:
+    body = httpx.get(f"{info['urls']['frontend']}/frontend/health", timeout=10).json()
+    return dict(body["traffic"])
+
+
+def admin(info: dict[str, Any], method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {info['admin_token']}"}
+    response = httpx.request(method, f"{info['urls']['api']}{path}", json=body, headers=headers, timeout=30)
+    assert response.status_code < 300, response.text
+    return dict(response.json())
+
+
+def user_token(info: dict[str, Any], user: str) -> str:
+    return str(admin(info, "POST", "/admin/tokens", {"user": user})["token"])
+
+
+def job_status(page: Any, submission_id: str) -> str | None:
+    row = page.query_selector(f'#lb-jobs-body tr[data-id="{submission_id}"]')
+    return row.get_attribute("data-status") if row else None
+
+
+def quick_submission(root: Path) -> list[Path]:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "main.py").write_text(textwrap.dedent(QUICK_MAIN))
+    (root / "config.yaml").write_text("dataset: toy\nepochs: 10\n")
+    with zipfile.ZipFile(root / "data.zip", "w") as archive:
+        archive.writestr("extra/hello.txt", "hello from the zip\n")
+    (root / "big.bin").write_bytes(os.urandom(12 * MIB))  # > MULTIPART_BYTES: a multipart upload of 3 parts
+    return [root / name for name in ("main.py", "config.yaml", "data.zip", "big.bin")]
+
+
+@pytest.mark.slow
+def test_a_bad_token_is_refused_plainly_and_not_remembered(page: Any) -> None:
+    page.fill("#lb-token", "lbt_this-is-not-a-token")
+    page.click("#lb-token-save")
+    status = page.wait_for_selector("#lb-token-status.lb-error")
+    text = status.inner_text()
+    assert "401" in text and "not accepted" in text, text
+    assert page.evaluate("() => window.localStorage.getItem('leadersboard.token')") is None
+    assert page.is_disabled("#lb-submit-btn")
+    assert "token" in page.inner_text("#lb-submit-why").lower()
+    shot(page, "01-token-401")
+
+
+@pytest.mark.slow
+def test_the_pages_streaming_sha256_matches_hashlib(page: Any) -> None:
+    """Off localhost and https the browser has no crypto.subtle: dataset zips are hashed by lb-sha256.js."""
+    data = bytes((i * 7 + i // 251) % 256 for i in range(1_000_003))
+    digest = page.evaluate(
+        """() => {
+          const data = new Uint8Array(1000003);
+          for (let i = 0; i < data.length; i++) data[i] = (i * 7 + Math.floor(i / 251)) % 256;
+          const hash = new LB.Sha256();
+          for (let at = 0, step = 1; at < data.length; at += step, step = 1 + ((step * 3 + 1) % 70001)) {
+            hash.update(data.subarray(at, at + step));
+          }
+          return hash.hex();
+        }"""
+    )
+    assert digest == hashlib.sha256(data).hexdigest()
+    assert page.evaluate("() => new LB.Sha256().hex()") == hashlib.sha256(b"").hexdigest()
+
+
+@pytest.mark.slow
+def test_rate_limit_and_size_limit_are_explained(page: Any, web: tuple[Stack, dict[str, Any]], tmp_path: Path) -> None:
+    _, info = web
+    token = user_token(info, "ratelimited")
+    admin(info, "PUT", "/admin/quotas/users/ratelimited", {"per_hour": 0})
+    files = quick_submission(tmp_path / "sub")[:2]
+    sign_in(page, token)
+    page.set_input_files("#lb-files-input", [str(p) for p in files])
+    page.click("#lb-submit-btn")
+    error = page.wait_for_selector("#lb-submit-result .lb-error")
+    text = error.inner_text()
+    assert "Too many submissions (429)" in text and "You can submit again in 1 h" in text, text
+    assert "at most 0 submissions per hour" in text, text
+    shot(page, "02-rate-limit-429")
+
+    huge = tmp_path / "huge.bin"
+    with huge.open("wb") as handle:
+        handle.truncate(MAX_FILE_BYTES + 1)
+    page.set_input_files("#lb-files-input", [str(huge)])
+    page.click("#lb-submit-btn")
+    page.wait_for_function("() => document.querySelector('#lb-submit-result').textContent.includes('413')")
+    assert "Too large (413)" in page.inner_text("#lb-submit-result")
+    shot(page, "03-too-large-413")
+
+
+@pytest.mark.slow
+def test_a_submission_through_the_page_runs_and_reaches_the_leaderboard(
+    page: Any, web: tuple[Stack, dict[str, Any]], tmp_path: Path
+) -> None:
+    stack, info = web
+    files = quick_submission(tmp_path / "quick")
+    total = sum(p.stat().st_size for p in files)
+    requests: list[tuple[float, str, str]] = []
+    page.on("request", lambda r: requests.append((time.monotonic(), r.method, r.url)))
+    before = traffic(info)
+
+    # The token is remembered in the browser: after a reload the page is signed in without pasting it again.
+    sign_in(page, info["demo_token"])
+    page.reload()
+    page.wait_for_selector("#lb-token-status.lb-ok")
+    page.evaluate(WATCH_SCRIPT)
+
+    page.set_input_files("#lb-files-input", [str(p) for p in files])
+    assert page.input_value("#lb-entrypoint") == "main.py"
+    assert page.input_value("#lb-config") == "config.yaml"
+    page.fill("#lb-metadata", '{"method": "quick", "description": "through the page",')
+    assert "Not valid JSON" in page.inner_text("#lb-metadata-check")
+    assert page.is_disabled("#lb-submit-btn")
+    page.fill("#lb-metadata", json.dumps({"method": "quick", "description": "through the page", "dataset": "toy"}))
+    assert "valid JSON" in page.inner_text("#lb-metadata-check")
+    assert page.is_enabled("#lb-submit-btn")
+    shot(page, "10-submit-form")
+
+    # Without a runner the job waits as pending, so that state is seen for sure; uploads are slowed down so that
+    # the progress bars are seen moving.
+    stack.process("runner").stop()
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.emulateNetworkConditions", throttle(4 * MIB))
+    page.click("#lb-submit-btn")
+    page.wait_for_function("() => window.__progress.some(p => p.phase === 'uploading' && p.sent > 2e6)")
+    shot(page, "11-uploading")
+    result = page.wait_for_selector("#lb-submit-result .lb-ok")
+    cdp.send("Network.emulateNetworkConditions", throttle(-1))
+    submission_id = result.get_attribute("data-id")
+    assert submission_id
+    assert "Uploaded" in page.inner_text("#lb-phase-text")
+    moving = {p["sent"] for p in page.evaluate("() => window.__progress") if p["phase"] == "uploading"}
+    assert len({sent for sent in moving if 0 < sent < total}) >= 5, f"the overall bar did not move: {sorted(moving)}"
+    for path in files:
+        bar = page.get_attribute(f'.lb-file-progress[data-path="{path.name}"] .lb-bar', "aria-valuenow")
+        assert bar == "100", (path.name, bar)
+    shot(page, "12-uploaded")
+
+    # Every byte went from the browser to the store; none to the page's server.
+    check_store(stack, submission_id, files)
+    after = traffic(info)
+    assert after["refused_uploads"] == before["refused_uploads"]
+    received = after["request_body_bytes"] - before["request_body_bytes"]
+    assert received < 64 * 1024, f"the page's server received {received} bytes of request bodies"
+    page_origin = info["urls"]["frontend"]
+    assert not [(m, u) for _, m, u in requests if m in ("POST", "PUT") and u.startswith(page_origin)]
+    store_puts = [u for _, m, u in requests if m == "PUT" and u.startswith(info["urls"]["s3"])]
+    assert len(store_puts) >= 3 + 3 + 1, store_puts  # three small files, three parts of big.bin, the manifest
+
+    # pending (no runner yet) -> running -> completed, in the job list, without a reload.
+    page.click("#lb-tab-jobs")
+    page.wait_for_function(f"() => window.__statuses.includes('pending') && {row_js(submission_id)}")
+    assert job_status(page, submission_id) == "pending"
+    shot(page, "13-jobs-pending")
+    stack.restart("runner")
+    page.click(f'#lb-jobs-body tr[data-id="{submission_id}"] .lb-show-logs')
+    page.wait_for_function(
+        "() => document.querySelector('#lb-log-status')?.textContent.includes('running')"
+        " && document.querySelector('#lb-log-text').textContent.includes('epoch 1')",
+        timeout=120_000,
+    )
+    assert job_status(page, submission_id) in ("pending", "running")
+    shot(page, "14-logs-running")
+    page.wait_for_function(
+        "() => document.querySelector('#lb-log-state').textContent.includes('End of the log')", timeout=120_000
+    )
+    log = page.inner_text("#lb-log-text")
+    assert "hello from the zip" in log and "epoch 9" in log and "done" in log, log
+    page.wait_for_function(f"() => window.__statuses.includes('completed') && {row_js(submission_id)}", timeout=60_000)
+    statuses = page.evaluate("() => window.__statuses")
+    assert statuses == ["pending", "running", "completed"], statuses
+    assert page.evaluate("() => window.__sameDocument") is True, "the page was reloaded"
+    row = page.inner_text(f'#lb-jobs-body tr[data-id="{submission_id}"]')
+    assert "✅" in row and "completed" in row and "image_AUROC" in row and "0.8750" in row and "quick" in row, row
+    shot(page, "15-jobs-completed")
+
+    # The job list is reloaded every 5 seconds.
+    polls = [t for t, m, u in requests if m == "GET" and u == f"{info['urls']['api']}/submissions"]
+    gaps = [b - a for a, b in itertools.pairwise(polls)]
+    assert sum(1 for gap in gaps if 4.0 <= gap <= 6.5) >= 3, gaps
+
+    # The leaderboard: ranked by image_AUROC (higher is better), method and description, a link to the MLflow run.
+    page.click("#lb-tab-board")
+    entry = page.wait_for_selector(f'#lb-board-result tr[data-id="{submission_id}"]')
+    text = entry.inner_text()
+    assert "quick" in text and "through the page" in text and "0.8750" in text and "demo" in text, text
+    assert "image_AUROC ↑" in page.inner_text("#lb-board-result thead")
+    assert "higher is better" in page.inner_text("#lb-board-note")
+    run_link = entry.query_selector("a.lb-link")
+    assert run_link and str(run_link.get_attribute("href")).startswith(info["urls"]["mlflow"] + "/#/experiments/")
+    assert page.get_attribute("#lb-board-mlflow", "href") == info["urls"]["mlflow"]
+    assert page.get_attribute("#lb-board-store", "href") == info["urls"]["s3"]
+    page.check("#lb-board-all")
+    page.wait_for_selector(f'#lb-board-result tr[data-id="{submission_id}"]')
+    assert "every completed run" in page.inner_text("#lb-board-note")
+    page.check("#lb-board-best")
+    page.wait_for_selector(f'#lb-board-result tr[data-id="{submission_id}"]')
+    shot(page, "16-leaderboard")
+
+    # A narrow window (a phone): one column, no sideways scrolling; then the Japanese labels.
+    page.set_viewport_size({"width": 390, "height": 844})
+    for number, tab in enumerate(("submit", "jobs", "board"), start=20):
+        page.click(f"#lb-tab-{tab}")
+        page.wait_for_timeout(300)
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 390, tab
+        shot(page, f"{number}-narrow-{tab}")
+    page.click("#lb-lang-ja")
+    assert page.inner_text("#lb-tab-submit").strip() == "投稿"
+    assert "Show logs" in page.inner_text("#lb-jobs-body") or page.is_hidden("#lb-panel-jobs")
+    shot(page, "23-narrow-ja-board")
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.click("#lb-tab-submit")
+    shot(page, "24-ja-submit")
+    page.click("#lb-lang-en")
+
+
+WATCH_SCRIPT = """() => {
+  window.__sameDocument = true;
+  window.__progress = [];
+  window.__statuses = [];
+  LB.on('upload-progress', (p) => window.__progress.push(p));
+  LB.on('jobs', (list) => {
+    const id = document.querySelector('#lb-submit-result .lb-ok')?.dataset.id;
+    const job = (list || []).find((j) => j.submission_id === id);
+    if (job && window.__statuses[window.__statuses.length - 1] !== job.status) window.__statuses.push(job.status);
+  });
+}"""
+
+
+def row_js(submission_id: str) -> str:
+    return f"Boolean(document.querySelector('#lb-jobs-body tr[data-id=\"{submission_id}\"]'))"
+
+
+def throttle(upload_bytes_per_s: int) -> dict[str, Any]:
+    return {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": upload_bytes_per_s}
+
+
+def check_store(stack: Stack, submission_id: str, files: list[Path]) -> None:
+    from leadersboard import keys
+
+    s3 = make_client(stack.s3)
+    bucket = stack.s3.bucket
+    for path in files:
+        if path.suffix == ".zip":
+            key = keys.blob_key("demo", hashlib.sha256(path.read_bytes()).hexdigest())
+        else:
+            key = keys.file_key("demo", submission_id, path.name)
+        stored = s3.get_object(Bucket=bucket, Key=key)
+        assert stored["Body"].read() == path.read_bytes(), key
+        if path.name == "big.bin":
+            assert stored["ETag"].strip('"').endswith("-3"), f"big.bin was not a multipart upload: {stored['ETag']}"
+    assert s3.head_object(Bucket=bucket, Key=keys.manifest_key("demo", submission_id))["ContentLength"] > 0
+
+
+@pytest.mark.slow
+def test_the_padim_example_as_a_folder_then_again_without_resending_the_dataset(
+    page: Any, web: tuple[Stack, dict[str, Any]], tmp_path: Path
+) -> None:
+    from examples.padim.make_dataset import make_dataset_zip
+
+    _, info = web
+    folder = tmp_path / "padim"
+    folder.mkdir()
+    for name in ("main.py", "config.yaml"):
+        (folder / name).write_bytes((ROOT / "examples" / "padim" / name).read_bytes())
+    make_dataset_zip(folder / "pcb1.zip")
+    (folder / "__pycache__").mkdir()
+    (folder / "__pycache__" / "main.cpython-311.pyc").write_bytes(b"\0")
+    (folder / ".notes").write_text("hidden files stay home\n")
+    sign_in(page, info["demo_token"])
+    page.evaluate(WATCH_SCRIPT)
+    page.set_input_files("#lb-folder-input", str(folder))
+    listed = page.inner_text("#lb-file-table")
+    assert "pcb1.zip" in listed and "main.py" in listed and "config.yaml" in listed
+    assert "__pycache__" not in listed and ".notes" not in listed
+    metadata = {"method": "padim", "description": "ResNet18ベースのPADIMモデル"}
+    page.fill("#lb-metadata", json.dumps(metadata, ensure_ascii=False))
+    page.click("#lb-submit-btn")
+    submission_id = page.wait_for_selector("#lb-submit-result .lb-ok").get_attribute("data-id")
+    assert "uploaded" in page.inner_text('.lb-file-progress[data-path="pcb1.zip"]')
+    page.click("#lb-tab-jobs")
+    page.wait_for_function(f"() => window.__statuses.includes('completed') && {row_js(submission_id)}", timeout=300_000)
+    row = page.inner_text(f'#lb-jobs-body tr[data-id="{submission_id}"]')
+    assert "image_AUROC" in row and "padim" in row and "pcb1" in row, row
+    shot(page, "30-padim-completed")
+    page.click("#lb-tab-board")
+    # The dataset's name comes from the job (here `visa/pcb1`, from the example's metrics.json).
+    option = page.wait_for_selector("#lb-board-dataset option[value*='pcb1']", state="attached")
+    page.select_option("#lb-board-dataset", str(option.get_attribute("value")))
+    entry = page.wait_for_selector(f'#lb-board-result tr[data-id="{submission_id}"]')
+    assert "ResNet18ベースのPADIMモデル" in entry.inner_text()
+    shot(page, "31-padim-leaderboard")
+
+    # Submitted again unchanged: the dataset is already in the store and is not sent; then cancel the job.
+    page.click("#lb-tab-submit")
+    page.click("#lb-submit-btn")
+    again = page.wait_for_selector(f'#lb-submit-result .lb-ok:not([data-id="{submission_id}"])')
+    again_id = again.get_attribute("data-id")
+    assert "already in the store" in page.inner_text('.lb-file-progress[data-path="pcb1.zip"]')
+    shot(page, "32-padim-dataset-already-stored")
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.click("#lb-tab-jobs")
+    page.wait_for_selector(f'#lb-jobs-body tr[data-id="{again_id}"]')
+    page.click(f'#lb-jobs-body tr[data-id="{again_id}"] .lb-cancel-job')
+    page.wait_for_selector(f'#lb-jobs-body tr[data-id="{again_id}"][data-status="cancelled"]')
+    assert "🚫" in page.inner_text(f'#lb-jobs-body tr[data-id="{again_id}"]')
+    shot(page, "33-cancelled")
