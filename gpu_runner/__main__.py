@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+
+from gpu_runner.sandbox import SandboxUnavailable, check_sandbox
 from gpu_runner.service import run
 from gpu_runner.settings import RunnerSettings
 from leadersboard.lifecycle import configure_logging, serve_until_signalled
+
+log = logging.getLogger("gpu_runner")
 
 
 def main() -> None:
     configure_logging()
     settings = RunnerSettings()
+    try:
+        sandbox = check_sandbox(settings)
+    except SandboxUnavailable as exc:
+        log.error("refusing to start: %s", exc)
+        sys.exit(2)
+    if sandbox is None:
+        log.warning("!" * 100)
+        log.warning("bwrap is missing and allow_unsandboxed is set: jobs run WITHOUT ANY ISOLATION (development only)")
+        log.warning("!" * 100)
+    else:
+        log.info("jobs run sandboxed (bwrap, uid %d, hidden: %s)", sandbox.uid, ", ".join(map(str, sandbox.hidden)))
     serve_until_signalled(lambda stop: run(settings, stop=stop))
 
 

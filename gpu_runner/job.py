@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import shutil
 from dataclasses import dataclass
 
-from gpu_runner.execute import ExecResult, run_entrypoint
+from gpu_runner.datasets import DatasetCache
+from gpu_runner.diagnosis import failure_reason
+from gpu_runner.execute import ExecResult, JobLaunch, run_entrypoint
 from gpu_runner.results import BadMetrics, dataset_name, output_files, read_metrics, upload_results
+from gpu_runner.sandbox import Limits, dataset_cache_root, resolve_sandbox
 from gpu_runner.settings import RunnerSettings
 from gpu_runner.tracking import log_run
-from gpu_runner.workspace import UnsafeArchive, Workspace, prepare
+from gpu_runner.workspace import BadSubmission, Workspace, extract_zip, link_datasets, prepare
 from leadersboard import keys
 from leadersboard.models import JobRecord, JobStatus, MetricsFile, utcnow
 from leadersboard.s3 import S3Client
@@ -19,7 +24,8 @@ from leadersboard.s3 import S3Client
 __all__ = ["JobOutcome", "execute_job"]
 
 log = logging.getLogger("gpu_runner")
-LOG_TAIL_LINES = 15
+SUBMITTED_CONFIG = "submitted-config"
+"""A copy of the config taken before the job runs (the job may replace the original by a link)."""
 
 
 @dataclass
@@ -52,7 +58,7 @@ class JobOutcome:
 async def execute_job(
     settings: RunnerSettings, s3: S3Client, record: JobRecord, cancelled: asyncio.Event
 ) -> JobOutcome:
-    workspace = Workspace(settings.work_dir / record.submission_id).create()
+    workspace = Workspace(settings.work_dir.resolve() / record.submission_id).create()
     try:
         outcome, metrics, wall_time_s = await _run_with_live_log(settings, s3, record, workspace, cancelled)
         return await _finish(settings, s3, record, workspace, outcome, metrics, wall_time_s)
@@ -67,22 +73,40 @@ async def _run_with_live_log(
     stop_flushing = asyncio.Event()
     flusher = asyncio.create_task(_flush_log_until(stop_flushing, settings, s3, record, workspace))
     try:
+        cache = DatasetCache(dataset_cache_root(settings))  # before the sandbox, which hides it
+        sandbox = resolve_sandbox(settings)
         try:
-            extracted = await asyncio.to_thread(prepare, workspace, s3, settings.bucket, record)
-        except UnsafeArchive as exc:
-            _note(workspace, f"[leadersboard] dataset rejected: {exc}")
+            extract = functools.partial(
+                extract_zip, max_total_bytes=settings.max_zip_total_bytes, max_ratio=settings.max_zip_ratio
+            )
+            prepared = await asyncio.to_thread(
+                prepare, workspace, s3, settings.bucket, record, cache=cache, extract=extract
+            )
+        except BadSubmission as exc:
+            _note(workspace, f"[leadersboard] submission rejected: {exc}")
             return JobOutcome(JobStatus.FAILED, str(exc)), None, 0.0
-        for name in extracted:
-            _note(workspace, f"[leadersboard] extracted {name} into the working directory")
-        result = await run_entrypoint(
-            workspace,
-            record,
+        for line in prepared.notes:
+            _note(workspace, line)
+        if sandbox is None:
+            _note(workspace, "[leadersboard] WARNING: running WITHOUT a sandbox (allow_unsandboxed is set)")
+            link_datasets(prepared.mounts)
+        config = workspace.work / record.config
+        if config.is_file() and not config.is_symlink():
+            shutil.copyfile(config, workspace.root / SUBMITTED_CONFIG)
+        timeout_s = float(getattr(record, "timeout_s", None) or settings.job_timeout_s)
+        limits = Limits.from_settings(settings)
+        launch = JobLaunch(
             python_executable=settings.python_executable,
             gpu=settings.gpu,
-            timeout_s=settings.job_timeout_s,
-            cancelled=cancelled,
+            timeout_s=timeout_s,
+            max_log_bytes=settings.max_log_bytes,
+            limits=limits,
+            sandbox=sandbox,
+            datasets=prepared.mounts if sandbox is not None else [],
+            weights_cache=settings.weights_cache_dir.resolve() if settings.weights_cache_dir else None,
         )
-        outcome, metrics = _judge(settings, workspace, result)
+        result = await run_entrypoint(workspace, record, launch, cancelled)
+        outcome, metrics = _judge(settings, workspace, result, timeout_s, limits)
         return outcome, metrics, result.wall_time_s
     finally:
         # Let an upload in flight finish so it cannot overwrite the final log afterwards.
@@ -90,14 +114,21 @@ async def _run_with_live_log(
         await flusher
 
 
-def _judge(settings: RunnerSettings, workspace: Workspace, result: ExecResult) -> tuple[JobOutcome, MetricsFile | None]:
+def _judge(
+    settings: RunnerSettings, workspace: Workspace, result: ExecResult, timeout_s: float, limits: Limits
+) -> tuple[JobOutcome, MetricsFile | None]:
     if result.cancelled:
         return JobOutcome(JobStatus.CANCELLED, "cancelled while running", result.exit_code), None
     if result.timed_out:
-        reason = f"timeout: still running after the limit of {settings.job_timeout_s:.0f} s; the job was killed"
+        reason = f"timeout: still running after the limit of {timeout_s:.0f} s; the job was killed"
         return JobOutcome(JobStatus.FAILED, reason, result.exit_code), None
     if result.exit_code != 0:
-        reason = f"exit code {result.exit_code}; last lines of the log:\n{_log_tail(workspace)}"
+        reason = failure_reason(result.exit_code, result.signal, result.tail, limits)
+        return JobOutcome(JobStatus.FAILED, reason, result.exit_code), None
+    metrics_path = workspace.output / "metrics.json"
+    if metrics_path.is_symlink():  # never follow it: the runner may read what the job cannot
+        metrics_path.unlink()
+        reason = "metrics.json is malformed: it is a symbolic link; write a regular file"
         return JobOutcome(JobStatus.FAILED, reason, result.exit_code), None
     try:
         metrics = read_metrics(workspace.output, max_bytes=settings.max_metrics_bytes)
@@ -115,7 +146,7 @@ async def _finish(
     metrics: MetricsFile | None,
     wall_time_s: float,
 ) -> JobOutcome:
-    outcome.dataset = dataset_name(record, metrics, workspace.work / record.config)
+    outcome.dataset = dataset_name(record, metrics, workspace.root / SUBMITTED_CONFIG)
     outputs, skipped = output_files(workspace.output, max_bytes=settings.max_output_bytes)
     if skipped:
         _note(
@@ -157,17 +188,6 @@ async def _finish(
 def _note(workspace: Workspace, line: str) -> None:
     with workspace.log.open("a") as log_file:
         log_file.write(line + "\n")
-
-
-def _log_tail(workspace: Workspace) -> str:
-    try:
-        with workspace.log.open("rb") as handle:
-            handle.seek(0, 2)
-            handle.seek(max(0, handle.tell() - 16384))
-            text = handle.read().decode(errors="replace")
-    except OSError:
-        return "(no log)"
-    return "\n".join(text.splitlines()[-LOG_TAIL_LINES:])
 
 
 async def _flush_log_until(

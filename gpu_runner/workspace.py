@@ -1,65 +1,168 @@
-"""A job's fresh working directory: its files from the store, its zips safely extracted."""
+"""A job's fresh working directory: its files from the store (checked), its zips safely extracted.
+
+Zips go through the dataset cache when there is one (gpu_runner/datasets.py): extracted once per content hash
+and mounted read-only into the working directory; otherwise (or when their top-level names collide) they are
+extracted into the working directory itself.
+"""
 
 from __future__ import annotations
 
 import shutil
 import stat
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from leadersboard import keys
+from gpu_runner.datasets import CachedDataset, DatasetCache, Extractor, file_sha256
+from gpu_runner.sandbox import Bind
 from leadersboard.models import JobRecord
 from leadersboard.s3 import S3Client
 
-__all__ = ["UnsafeArchive", "Workspace", "extract_zip", "prepare"]
+__all__ = [
+    "BadSubmission",
+    "ChecksumMismatch",
+    "Prepared",
+    "UnsafeArchive",
+    "Workspace",
+    "extract_zip",
+    "link_datasets",
+    "prepare",
+]
 
 MAX_ZIP_RATIO = 200
 MAX_ZIP_TOTAL_BYTES = 20 * 1024**3
+MAX_MOUNTED_ENTRIES = 64
+"""More top-level entries than this in the cached zips: extract into the working directory instead."""
 
 
-class UnsafeArchive(Exception):
+class BadSubmission(Exception):
+    """The submitted files cannot be laid out; the message is the reason shown to the user."""
+
+
+class UnsafeArchive(BadSubmission):
     """A zip that would write outside its directory, or expand beyond the limits."""
+
+
+class ChecksumMismatch(BadSubmission):
+    """A downloaded file whose content does not match the sha256 it was declared with."""
 
 
 class Workspace:
     def __init__(self, root: Path) -> None:
-        self.root = root
-        self.work = root / "work"
-        self.output = root / "output"
-        self.log = root / "job.log"
+        self.root = root.absolute()
+        self.work = self.root / "work"
+        self.output = self.root / "output"
+        self.tmp = self.root / "tmp"
+        self.log = self.root / "job.log"
 
     def create(self) -> Workspace:
         if self.root.exists():
             shutil.rmtree(self.root)
         self.work.mkdir(parents=True)
         self.output.mkdir()
+        self.tmp.mkdir()
         return self
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def prepare(workspace: Workspace, client: S3Client, bucket: str, record: JobRecord) -> list[str]:
-    """Download every file and extract every zip; returns the names of the extracted zips."""
+@dataclass
+class Prepared:
+    mounts: list[Bind] = field(default_factory=list)
+    """Cached dataset entries to show read-only in the working directory."""
+    notes: list[str] = field(default_factory=list)
+    """What happened, for the job's log."""
+
+
+def prepare(
+    workspace: Workspace,
+    client: S3Client,
+    bucket: str,
+    record: JobRecord,
+    *,
+    cache: DatasetCache | None = None,
+    extract: Extractor | None = None,
+) -> Prepared:
+    """Download and check every file, then extract every zip (through the cache when there is one), with
+    `extract` (default: `extract_zip` with its default limits)."""
+    extract = extract or extract_zip
+    digests: dict[str, str] = {}
     for spec in record.files:
         target = workspace.work / spec.path
         target.parent.mkdir(parents=True, exist_ok=True)
-        client.download_file(bucket, keys.file_key(record.user, record.submission_id, spec.path), str(target))
-    extracted = []
-    for spec in record.files:
-        if spec.path.lower().endswith(".zip"):
-            extract_zip(workspace.work / spec.path, workspace.work)
-            extracted.append(spec.path)
-    return extracted
+        # spec.store_key: a deduplicated file comes from the user's blob, any other from files/<path>.
+        client.download_file(bucket, spec.store_key(record.user, record.submission_id), str(target))
+        if spec.sha256 is not None or _is_zip(spec.path):
+            digests[spec.path] = file_sha256(target)
+        if spec.sha256 is not None and digests[spec.path] != spec.sha256:
+            raise ChecksumMismatch(
+                f"{spec.path} does not match its declared sha256: declared {spec.sha256}, "
+                f"downloaded {digests[spec.path]}"
+            )
+    zips = [spec.path for spec in record.files if _is_zip(spec.path)]
+    prepared = Prepared()
+    if cache is not None and zips:
+        datasets = []
+        for name in zips:
+            dataset = cache.ensure(workspace.work / name, digests[name], name=name, extract=extract)
+            how = "dataset cache hit" if dataset.hit else "extracted into the dataset cache"
+            prepared.notes.append(f"[leadersboard] {how}: {name} (sha256 {dataset.sha256[:16]})")
+            datasets.append(dataset)
+        clash = _clash(datasets, [spec.path for spec in record.files])
+        if clash is None:
+            for dataset in datasets:
+                for entry in dataset.entries():
+                    prepared.mounts.append(Bind(entry, workspace.work / entry.name))
+                    prepared.notes.append(f"[leadersboard] {entry.name} from {dataset.archive} (read-only)")
+            return prepared
+        prepared.notes.append(f"[leadersboard] datasets not shared from the cache: {clash}")
+    for name in zips:
+        extract(workspace.work / name, workspace.work)
+        prepared.notes.append(f"[leadersboard] extracted {name} into the working directory")
+    return prepared
 
 
-def extract_zip(archive: Path, destination: Path) -> None:
-    """Extract regular files and directories only, every one inside `destination`."""
+def link_datasets(mounts: list[Bind]) -> None:
+    """Without a sandbox (no bind mounts): symbolic links to the cached entries (not read-only)."""
+    for mount in mounts:
+        mount.target.symlink_to(mount.source, target_is_directory=mount.source.is_dir())
+
+
+def _is_zip(path: str) -> bool:
+    return path.lower().endswith(".zip")
+
+
+def _clash(datasets: list[CachedDataset], uploaded: list[str]) -> str | None:
+    """Why the cached trees cannot be mounted side by side in the working directory, or None."""
+    seen = {PurePosixPath(path).parts[0]: path for path in uploaded}
+    count = 0
+    for dataset in datasets:
+        for entry in dataset.entries():
+            count += 1
+            if entry.name in seen:
+                return f"{dataset.archive} and {seen[entry.name]} both have {entry.name!r} at the top level"
+            seen[entry.name] = dataset.archive
+    if count > MAX_MOUNTED_ENTRIES:
+        return f"the zips have {count} top-level entries (more than {MAX_MOUNTED_ENTRIES})"
+    return None
+
+
+def extract_zip(
+    archive: Path, destination: Path, *, max_total_bytes: int | None = None, max_ratio: float | None = None
+) -> None:
+    """Extract regular files and directories only, every one inside `destination`, within the size limits
+    (by default MAX_ZIP_TOTAL_BYTES in all and MAX_ZIP_RATIO times the archive's compressed size)."""
     root = destination.resolve()
     try:
         with zipfile.ZipFile(archive) as zf:
             members = zf.infolist()
-            _check_sizes(archive, members)
+            _check_sizes(
+                archive,
+                members,
+                MAX_ZIP_TOTAL_BYTES if max_total_bytes is None else max_total_bytes,
+                MAX_ZIP_RATIO if max_ratio is None else max_ratio,
+            )
             for member in members:
                 target = _safe_target(root, member)
                 if member.is_dir():
@@ -72,13 +175,13 @@ def extract_zip(archive: Path, destination: Path) -> None:
         raise UnsafeArchive(f"{archive.name} is not a valid zip file ({exc})") from exc
 
 
-def _check_sizes(archive: Path, members: list[zipfile.ZipInfo]) -> None:
+def _check_sizes(archive: Path, members: list[zipfile.ZipInfo], max_total: int, max_ratio: float) -> None:
     total = sum(m.file_size for m in members)
     packed = max(1, sum(m.compress_size for m in members))
-    if total > MAX_ZIP_TOTAL_BYTES or total / packed > MAX_ZIP_RATIO:
+    if total > max_total or total / packed > max_ratio:
         raise UnsafeArchive(
             f"{archive.name} would expand to {total} bytes ({total / packed:.0f}x its size); "
-            f"the limits are {MAX_ZIP_TOTAL_BYTES} bytes and {MAX_ZIP_RATIO}x"
+            f"the limits are {max_total} bytes and {max_ratio:g}x"
         )
 
 

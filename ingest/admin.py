@@ -20,7 +20,8 @@ __all__ = ["CreateTokenRequest", "add_routes"]
 class CreateTokenRequest(BaseModel):
     user: str = Field(pattern=USER_NAME_PATTERN)
     role: Role = Role.USER
-    expires_in_s: int | None = Field(default=None, gt=0)
+    # Ten years at most: beyond that a date overflows, and no token should live that long.
+    expires_in_s: int | None = Field(default=None, gt=0, le=10 * 365 * 24 * 3600)
 
 
 def add_routes(app: web.Application) -> None:

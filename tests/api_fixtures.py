@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
+import httpx
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -67,3 +69,9 @@ async def alice(tokens: TokenStore) -> str:
 @pytest.fixture
 async def bob(tokens: TokenStore) -> str:
     return (await tokens.create("bob"))[0]
+
+
+async def http(method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """One plain HTTP call from outside the platform, as a user's browser or script makes it."""
+    async with httpx.AsyncClient() as client:
+        return await client.request(method, url, **kwargs)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 import pytest
 from pydantic import SecretStr
 
 from ingest.settings import IngestSettings
 from leadersboard.settings import NatsSettings, S3Settings
-from tests.api_fixtures import ADMIN_TOKEN, Api, bearer
+from tests.api_fixtures import ADMIN_TOKEN, Api, bearer, http
 
 EXPIRY_S = 2
 
@@ -35,7 +34,7 @@ async def test_presigned_urls_expire(api: Api, alice: str) -> None:
     created = await create(api, alice)
     url = next(u["url"] for u in created["uploads"] if u["path"] == "main.py")
     await asyncio.sleep(EXPIRY_S + 1.5)
-    response = httpx.put(url, content=b"late")
+    response = await http("PUT", url, content=b"late")
     assert response.status_code == 403
     assert "expired" in response.text.lower() or "AccessDenied" in response.text
 
@@ -50,7 +49,7 @@ async def test_a_url_opens_only_its_own_key(api: Api, alice: str, bob: str) -> N
         parts.path.replace("submissions/alice", "results/alice"),
     ):
         forged = urlunsplit(parts._replace(path=other_path))
-        assert httpx.put(forged, content=b"evil").status_code == 403, other_path
+        assert (await http("PUT", forged, content=b"evil")).status_code == 403, other_path
     # Reading with an upload URL is refused too.
-    assert httpx.get(alice_url).status_code == 403
-    assert httpx.put(alice_url, content=b"mine").status_code == 200
+    assert (await http("GET", alice_url)).status_code == 403
+    assert (await http("PUT", alice_url, content=b"mine")).status_code == 200

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
-
 from leadersboard.stack.procs import tcp_ready
 from leadersboard.stack.services import NatsServer, Seaweed
-from tests.api_fixtures import Api, bearer
+from tests.api_fixtures import Api, bearer, http
 
 ONE_FILE = {"files": [{"path": "main.py", "size": 1}, {"path": "config.yaml", "size": 1}]}
 
@@ -47,7 +45,7 @@ async def test_store_down_is_reported_by_health(api: Api, seaweed: Seaweed) -> N
     finally:
         seaweed.process.start().wait_ready(60)
     await wait_for(lambda: _status(api, "/api/v1/health", 200))
-    assert httpx.get(seaweed.s3_url).status_code == 403  # back, with authentication still on
+    assert (await http("GET", seaweed.s3_url)).status_code == 403  # back, with authentication still on
 
 
 async def _status(api: Api, path: str, expected: int) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -52,13 +53,25 @@ def bin_path(name: str) -> str:
     return found
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+# Ports handed out by this process: two services asked for ports in one start must never share one.
+_HANDED_OUT: set[int] = set()
+# Listeners go below the kernel's ephemeral range, so an outgoing connection of any process on the
+# machine can never take a port between the moment it was chosen and the moment a child binds it.
+_LISTEN_RANGE = (12000, 22000)
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 def _port_free(port: int) -> bool:
+    low, high = _ephemeral_range()
+    if port in _HANDED_OUT or low <= port <= high:
+        return False
     with socket.socket() as sock:
         try:
             sock.bind(("127.0.0.1", port))
@@ -67,13 +80,23 @@ def _port_free(port: int) -> bool:
         return True
 
 
+def _pick(offsets: Sequence[int]) -> int:
+    for _ in range(2000):
+        port = random.randrange(*_LISTEN_RANGE)
+        if all(_port_free(port + offset) for offset in offsets):
+            _HANDED_OUT.update(port + offset for offset in offsets)
+            return port
+    raise StartupError("no free port found")
+
+
+def free_port() -> int:
+    """A port free now, outside the ephemeral range, never handed out before by this process."""
+    return _pick((0,))
+
+
 def free_port_pair(offset: int = 10000) -> int:
     """A free port P with P+offset free too (SeaweedFS puts gRPC on HTTP port + 10000)."""
-    for _ in range(200):
-        port = free_port()
-        if port + offset < 65536 and _port_free(port + offset):
-            return port
-    raise StartupError("no free port pair found")
+    return _pick((0, offset))
 
 
 def tcp_ready(host: str, port: int) -> Callable[[], bool]:
