@@ -11,7 +11,7 @@ from dispatcher.scheduler import is_waiting, plan_releases
 from dispatcher.settings import DispatcherSettings
 from dispatcher.view import JobView
 from leadersboard.jobs import JobStore
-from leadersboard.models import JobMessage, JobRecord, JobStatus, utcnow
+from leadersboard.models import JobMessage, JobRecord, JobStatus, Quota, utcnow
 from leadersboard.quotas import QuotaStore
 
 __all__ = ["Releaser"]
@@ -35,12 +35,13 @@ class Releaser:
     async def release_due(self) -> int:
         records = self._current()
         waiting_users = {r.user for r in records if is_waiting(r)}
-        limits = {user: (await self.quotas.effective(user)).concurrent for user in waiting_users}
+        quotas = {user: await self.quotas.effective(user) for user in waiting_users}
         releases = plan_releases(
-            records, lambda user: limits[user], queue_slots=self.settings.queue_slots, after_user=self._last_user
-        )
+            records, lambda user: quotas[user].concurrent, queue_slots=self.settings.queue_slots,
+            after_user=self._last_user,
+        )  # fmt: skip
         for record in releases:
-            await self._release(record)
+            await self._release(record, quotas[record.user])
             self._last_user = record.user
         return len(releases)
 
@@ -54,8 +55,8 @@ class Releaser:
                 current[sid] = released
         return list(current.values())
 
-    async def _release(self, record: JobRecord) -> None:
-        message = JobMessage(submission_id=record.submission_id, user=record.user)
+    async def _release(self, record: JobRecord, quota: Quota) -> None:
+        message = JobMessage(submission_id=record.submission_id, user=record.user, timeout_s=quota.job_timeout_s)
         # Published before it is marked: a crash in between re-publishes, and the id deduplicates it.
         await self.js.publish(
             self.settings.jobs_subject,
@@ -67,6 +68,7 @@ class Releaser:
             if not is_waiting(current):
                 return None
             current.queued_at = utcnow()
+            current.timeout_s = quota.job_timeout_s
             return current
 
         updated = await self.jobs.update(record.user, record.submission_id, mark_queued)

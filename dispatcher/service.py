@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -14,10 +15,12 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.kv import KeyValue
 
 from dispatcher.intake import CREATED_EVENTS, Intake
+from dispatcher.recovery import Recovery
 from dispatcher.release import Releaser
 from dispatcher.settings import DispatcherSettings
 from dispatcher.view import JobView
 from leadersboard import nats_io
+from leadersboard.issued import IssuedStore
 from leadersboard.jobs import JobStore
 from leadersboard.quotas import QuotaStore
 from leadersboard.s3 import make_client
@@ -38,6 +41,7 @@ class Dispatcher:
         js: JetStreamContext,
         jobs_kv: KeyValue,
         quotas_kv: KeyValue,
+        issued_kv: KeyValue,
         view: JobView | None = None,
     ) -> None:
         self.settings = settings
@@ -47,6 +51,7 @@ class Dispatcher:
         self.view = view or JobView()
         self.intake = Intake(settings, self.jobs, self.quotas, self.s3, self.view)
         self.releaser = Releaser(settings, js, self.jobs, self.quotas, self.view)
+        self.recovery = Recovery(settings, IssuedStore(issued_kv), self.s3, self.view, self.intake)
         self._jobs_kv = jobs_kv
 
     async def handle_event(self, data: bytes) -> None:
@@ -59,6 +64,7 @@ class Dispatcher:
 
     async def release_forever(self, stop: asyncio.Event) -> None:
         stopping = asyncio.create_task(stop.wait())
+        recover_at = time.monotonic() + self.settings.recover_interval_s
         while not stop.is_set():
             changed = asyncio.create_task(self.view.changed.wait())
             timeout_s = self.settings.sweep_interval_s
@@ -70,6 +76,9 @@ class Dispatcher:
             try:
                 await self.releaser.release_due()
                 await self.releaser.fail_lost()
+                if time.monotonic() >= recover_at:
+                    recover_at = time.monotonic() + self.settings.recover_interval_s
+                    await self.recovery.recover_unseen()
             except Exception as exc:  # NATS down for a moment: the next pass retries
                 log.warning("release pass failed: %r", exc)
                 await asyncio.sleep(RETRY_DELAY_S)
@@ -88,7 +97,12 @@ async def run(settings: DispatcherSettings, *, stop: asyncio.Event | None = None
     js = nc.jetstream()
     await nats_io.ensure_topology(js, settings)
     dispatcher = Dispatcher(
-        settings, js, await js.key_value(settings.jobs_kv_bucket), await js.key_value(settings.quotas_kv_bucket), view
+        settings,
+        js,
+        await js.key_value(settings.jobs_kv_bucket),
+        await js.key_value(settings.quotas_kv_bucket),
+        await js.key_value(settings.issued_kv_bucket),
+        view,
     )
     view_task = await dispatcher.start_view()
     releasing = asyncio.create_task(dispatcher.release_forever(stop))

@@ -22,5 +22,8 @@ class DispatcherSettings(NatsSettings, S3Settings, SigningSettings):
     runner_lost_after_s: float = 300.0
     """A running job whose runner has not heartbeaten for this long is failed with `runner lost`."""
     sweep_interval_s: float = 5.0
+    recover_after_s: float = 30.0
+    """A submission issued this long ago without a job is looked for in the store (its event may be lost)."""
+    recover_interval_s: float = 10.0
     burst: bool = False
     """Exit once the event stream is drained and nothing is left to release (tests, one-off catch-ups)."""

@@ -93,7 +93,7 @@ async def _run_with_live_log(
         config = workspace.work / record.config
         if config.is_file() and not config.is_symlink():
             shutil.copyfile(config, workspace.root / SUBMITTED_CONFIG)
-        timeout_s = float(getattr(record, "timeout_s", None) or settings.job_timeout_s)
+        timeout_s = float(record.timeout_s or settings.job_timeout_s)
         limits = Limits.from_settings(settings)
         launch = JobLaunch(
             python_executable=settings.python_executable,

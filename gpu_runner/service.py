@@ -54,7 +54,7 @@ class Runner:
             log.warning("dropping a malformed job message")
             await message.term()
             return
-        record = await self.jobs.update(job.user, job.submission_id, self._claim)
+        record = await self.jobs.update(job.user, job.submission_id, lambda current: self._claim(current, job))
         if record is None or record.status is not JobStatus.RUNNING or record.runner != self.settings.runner_id:
             await message.ack()  # finished, cancelled, or given up as lost: nothing to run
             return
@@ -96,7 +96,7 @@ class Runner:
         updated = await self.jobs.update(record.user, record.submission_id, release)
         return updated is not None and updated.status is JobStatus.PENDING
 
-    def _claim(self, record: JobRecord) -> JobRecord | None:
+    def _claim(self, record: JobRecord, job: JobMessage) -> JobRecord | None:
         """pending -> running (ours); a running job only if its runner went silent (then retry or give up)."""
         if record.status.terminal:
             return None
@@ -115,6 +115,7 @@ class Runner:
         record.started_at = now
         record.heartbeat_at = now
         record.attempts += 1
+        record.timeout_s = job.timeout_s or record.timeout_s
         return record
 
     async def _run_with_heartbeat(self, message: Msg, record: JobRecord, interrupted: asyncio.Event) -> JobOutcome:

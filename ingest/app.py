@@ -19,6 +19,7 @@ from ingest.context import SERVICES, SETTINGS, Services
 from ingest.errors import ApiError, BadRequest, ServiceUnavailable
 from ingest.settings import IngestSettings
 from leadersboard import nats_io
+from leadersboard.issued import IssuedStore
 from leadersboard.jobs import JobStore
 from leadersboard.models import Role
 from leadersboard.quotas import QuotaStore
@@ -52,7 +53,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     quotas = QuotaStore(await js.key_value(settings.quotas_kv_bucket))
     if settings.admin_token is not None:
         await tokens.ensure(settings.admin_token.get_secret_value(), settings.admin_user, Role.ADMIN)
-    app[SERVICES] = Services(settings, nc, jobs, tokens, quotas, make_client(settings), make_presigner(settings))
+    issued = IssuedStore(await js.key_value(settings.issued_kv_bucket))
+    app[SERVICES] = Services(
+        settings, nc, jobs, tokens, quotas, issued, make_client(settings), make_presigner(settings)
+    )
     yield
     await nc.drain()
 

@@ -10,6 +10,7 @@ from nats.aio.client import Client as NATS
 
 from ingest.errors import BadRequest, ServiceUnavailable
 from ingest.settings import IngestSettings
+from leadersboard.issued import IssuedStore
 from leadersboard.jobs import JobStore
 from leadersboard.quotas import QuotaStore
 from leadersboard.s3 import S3Client
@@ -25,6 +26,7 @@ class Services:
     jobs: JobStore
     tokens: TokenStore
     quotas: QuotaStore
+    issued: IssuedStore
     s3: S3Client
     presigner: S3Client
 

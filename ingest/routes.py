@@ -70,6 +70,7 @@ async def create_submission(request: web.Request) -> web.Response:
         policy=policy,
         secret=settings.manifest_secret,
     )
+    await svc.issued.note(caller.user, response.submission_id)
     return web.json_response(response.model_dump(mode="json"), status=201)
 
 

@@ -41,11 +41,13 @@ class WhoAmI(TypedDict):
 class Limits(TypedDict):
     per_hour: int
     concurrent: int
+    job_timeout_s: int | None
 
 
 class Override(TypedDict):
     per_hour: int | None
     concurrent: int | None
+    job_timeout_s: int | None
 
 
 class QuotaOverview(TypedDict):

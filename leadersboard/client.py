@@ -223,25 +223,32 @@ class Client:
         """A user's effective limits and own override (None: the defaults apply)."""
         return cast(UserQuota, self._call("GET", f"/admin/quotas/users/{user}").json())
 
-    def set_default_quota(self, *, per_hour: int | None = None, concurrent: int | None = None) -> Limits:
+    def set_default_quota(
+        self, *, per_hour: int | None = None, concurrent: int | None = None, job_timeout_s: int | None = None
+    ) -> Limits:
         """Change the default limits; a limit left None keeps its current value."""
         current = self.quotas()["default"]
-        body = {
-            "per_hour": current["per_hour"] if per_hour is None else per_hour,
-            "concurrent": current["concurrent"] if concurrent is None else concurrent,
-        }
+        body = _merge_limits(current, per_hour=per_hour, concurrent=concurrent, job_timeout_s=job_timeout_s)
         return cast(Limits, self._call("PUT", "/admin/quotas/default", json=body).json())
 
     def set_user_quota(
-        self, user: str, *, per_hour: int | None = None, concurrent: int | None = None, reset: bool = False
+        self,
+        user: str,
+        *,
+        per_hour: int | None = None,
+        concurrent: int | None = None,
+        job_timeout_s: int | None = None,
+        reset: bool = False,
     ) -> UserQuota:
-        """Override a user's limits; a limit left None keeps the user's current override (`reset`: drop both)."""
+        """Override a user's limits; a limit left None keeps the user's current override (`reset`: drop all)."""
         override = None if reset else self.user_quota(user)["override"]
-        body = {
-            "per_hour": per_hour if per_hour is not None or override is None else override["per_hour"],
-            "concurrent": concurrent if concurrent is not None or override is None else override["concurrent"],
-        }
+        body = _merge_limits(override, per_hour=per_hour, concurrent=concurrent, job_timeout_s=job_timeout_s)
         return cast(UserQuota, self._call("PUT", f"/admin/quotas/users/{user}", json=body).json())
+
+
+def _merge_limits(current: Mapping[str, Any] | None, **given: int | None) -> dict[str, int | None]:
+    """The limits given, and the current value of each one not given."""
+    return {name: value if value is not None or current is None else current.get(name) for name, value in given.items()}
 
 
 def _api_error(response: httpx.Response) -> ApiError:

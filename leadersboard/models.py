@@ -254,6 +254,8 @@ class JobRecord(BaseModel):
     error: str | None = None
     mlflow_run_id: str | None = None
     mlflow_run_url: str | None = None
+    timeout_s: float | None = None
+    """The owner's time limit when the job was released (None: the runner's default)."""
 
     @property
     def duration_s(self) -> float | None:
@@ -268,6 +270,17 @@ class JobMessage(_Strict):
     version: Literal[1] = 1
     submission_id: str
     user: str
+    timeout_s: float | None = None
+    """The owner's time limit at release (None: the runner's default); the runner copies it into the record."""
+
+
+class IssuedSubmission(BaseModel):
+    """A submission ingest issued upload URLs for, until its job exists (the dispatcher's safety net)."""
+
+    version: Literal[1] = 1
+    user: str
+    submission_id: str
+    issued_at: datetime
 
 
 class MetricsFile(BaseModel):
@@ -298,6 +311,8 @@ class Quota(_Strict):
     version: Literal[1] = 1
     per_hour: int = Field(default=50, ge=0, le=100_000)
     concurrent: int = Field(default=2, ge=1, le=1000)
+    job_timeout_s: int | None = Field(default=None, ge=1, le=7 * 24 * 3600)
+    """A job's time limit; None: the runner's own `LB_RUNNER_JOB_TIMEOUT_S`."""
 
 
 class QuotaOverride(_Strict):
@@ -306,11 +321,13 @@ class QuotaOverride(_Strict):
     version: Literal[1] = 1
     per_hour: int | None = Field(default=None, ge=0, le=100_000)
     concurrent: int | None = Field(default=None, ge=1, le=1000)
+    job_timeout_s: int | None = Field(default=None, ge=1, le=7 * 24 * 3600)
 
     def apply(self, default: Quota) -> Quota:
         return Quota(
             per_hour=default.per_hour if self.per_hour is None else self.per_hour,
             concurrent=default.concurrent if self.concurrent is None else self.concurrent,
+            job_timeout_s=default.job_timeout_s if self.job_timeout_s is None else self.job_timeout_s,
         )
 
 

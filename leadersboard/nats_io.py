@@ -22,6 +22,8 @@ log = logging.getLogger("leadersboard.nats")
 
 EVENTS_MAX_AGE_S = 7 * 24 * 3600
 DUPLICATE_WINDOW_S = 10 * 60
+# An issued submission is looked for this long (longer than any upload URL lives), then forgotten.
+ISSUED_TTL_S = 2 * 24 * 3600
 CONNECT_RETRY_S = 1.0
 
 
@@ -89,15 +91,16 @@ async def ensure_topology(js: JetStreamContext, settings: NatsSettings) -> None:
     )
     for bucket in (settings.jobs_kv_bucket, settings.tokens_kv_bucket, settings.quotas_kv_bucket):
         await kv_bucket(js, bucket, replicas=settings.nats_replicas)
+    await kv_bucket(js, settings.issued_kv_bucket, replicas=settings.nats_replicas, ttl_s=ISSUED_TTL_S)
 
 
-async def kv_bucket(js: JetStreamContext, bucket: str, *, replicas: int = 1) -> KeyValue:
+async def kv_bucket(js: JetStreamContext, bucket: str, *, replicas: int = 1, ttl_s: float | None = None) -> KeyValue:
     try:
         return await js.key_value(bucket)
     except BucketNotFoundError:
         from nats.js.api import KeyValueConfig
 
-        return await js.create_key_value(KeyValueConfig(bucket=bucket, history=1, replicas=replicas))
+        return await js.create_key_value(KeyValueConfig(bucket=bucket, history=1, replicas=replicas, ttl=ttl_s))
 
 
 async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:

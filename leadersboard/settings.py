@@ -24,6 +24,7 @@ class NatsSettings(BaseSettings):
     jobs_kv_bucket: str = "lb_jobs"
     tokens_kv_bucket: str = "lb_tokens"
     quotas_kv_bucket: str = "lb_quotas"
+    issued_kv_bucket: str = "lb_issued"
     nats_replicas: int = 1
 
 

@@ -9,6 +9,7 @@ from urllib.parse import quote_plus
 
 import pytest
 from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
 from pydantic import SecretStr
 
 from dispatcher.service import Dispatcher
@@ -22,13 +23,16 @@ from leadersboard.signing import sign_manifest
 SAMPLE = Path(__file__).parents[2] / "shared" / "reference" / "minio-nats-event.sample.json"
 
 
+async def make_dispatcher(settings: DispatcherSettings, js: JetStreamContext) -> Dispatcher:
+    buckets = (settings.jobs_kv_bucket, settings.quotas_kv_bucket, settings.issued_kv_bucket)
+    return Dispatcher(settings, js, *[await js.key_value(bucket) for bucket in buckets])
+
+
 @pytest.fixture
 async def dispatcher(nc: NATS, nats_settings: NatsSettings, s3_settings: S3Settings) -> AsyncIterator[Dispatcher]:
-    settings = DispatcherSettings(**nats_settings.model_dump(), **s3_settings.model_dump())
+    settings = DispatcherSettings(**nats_settings.model_dump(), **s3_settings.model_dump(), recover_after_s=0)
     js = nc.jetstream()
-    dispatcher = Dispatcher(
-        settings, js, await js.key_value(settings.jobs_kv_bucket), await js.key_value(settings.quotas_kv_bucket)
-    )
+    dispatcher = await make_dispatcher(settings, js)
     view = await dispatcher.start_view()
     yield dispatcher
     view.cancel()
@@ -172,9 +176,7 @@ async def test_a_manifest_edited_behind_the_presigned_url_is_refused(
     secret = SecretStr("test-signing-secret")
     settings = DispatcherSettings(**nats_settings.model_dump(), **s3_settings.model_dump(), manifest_secret=secret)
     js = nc.jetstream()
-    dispatcher = Dispatcher(
-        settings, js, await js.key_value(settings.jobs_kv_bucket), await js.key_value(settings.quotas_kv_bucket)
-    )
+    dispatcher = await make_dispatcher(settings, js)
     view = await dispatcher.start_view()
     s3, bucket = dispatcher.s3, settings.bucket
     try:
@@ -210,3 +212,33 @@ async def test_the_dispatcher_enforces_the_hourly_limit_itself(dispatcher: Dispa
         statuses.append(record.status)
     assert statuses == [JobStatus.PENDING, JobStatus.PENDING, JobStatus.FAILED]
     assert record.error is not None and record.error.startswith("rate limit: more than 2 submissions in the hour")
+
+
+async def test_an_upload_whose_event_was_lost_is_found_in_the_store(
+    dispatcher: Dispatcher, nc: NATS, nats_settings: NatsSettings
+) -> None:
+    issued = dispatcher.recovery.issued
+    bucket = dispatcher.settings.bucket
+    uploaded = upload(dispatcher.s3, bucket, "alice", GOOD)  # and no event: lost on the way
+    still_uploading = keys.new_submission_id()
+    for sid in (uploaded, still_uploading):
+        await issued.note("alice", sid)
+
+    assert await dispatcher.recovery.recover_unseen() == 1
+    record = await dispatcher.jobs.get("alice", uploaded)
+    assert record is not None and record.status is JobStatus.PENDING
+    assert [n.submission_id for n in await issued.older_than(0)] == [still_uploading]
+    # The late event, if it ever comes, and a second pass change nothing.
+    await dispatcher.handle_event(minio_event(bucket, keys.manifest_key("alice", uploaded)))
+    assert await dispatcher.recovery.recover_unseen() == 0
+    await dispatcher.releaser.release_due()
+    assert [j.submission_id for j in await queued_jobs(nc, nats_settings)] == [uploaded]
+
+
+async def test_a_submission_announced_by_its_event_is_not_looked_for(dispatcher: Dispatcher) -> None:
+    bucket = dispatcher.settings.bucket
+    sid = upload(dispatcher.s3, bucket, "alice", GOOD)
+    await dispatcher.recovery.issued.note("alice", sid)
+    await dispatcher.handle_event(minio_event(bucket, keys.manifest_key("alice", sid)))
+    assert await dispatcher.recovery.recover_unseen() == 0
+    assert await dispatcher.recovery.issued.older_than(0) == []

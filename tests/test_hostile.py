@@ -248,6 +248,20 @@ def test_an_endless_loop_is_killed_at_the_time_limit(demo: Client, tmp_path: Pat
     assert "looping" in log
 
 
+def test_a_users_own_time_limit_applies_without_a_restart(
+    stack: tuple[Stack, dict[str, Any]], demo: Client, tmp_path: Path
+) -> None:
+    with client_for(stack[1], "admin_token") as admin:
+        admin.set_user_quota("demo", job_timeout_s=3)
+        try:
+            record, _ = run(demo, write_submission(tmp_path / "loop", prologue("while True:\n    pass\n")))
+        finally:
+            admin.set_user_quota("demo", reset=True)
+    assert record.error == "timeout: still running after the limit of 3 s; the job was killed"
+    assert record.timeout_s == 3
+    assert record.duration_s is not None and record.duration_s < TIMEOUT_S
+
+
 def test_a_gigabyte_log_flood_is_capped_with_a_marker(
     stack: tuple[Stack, dict[str, Any]], demo: Client, tmp_path: Path
 ) -> None:

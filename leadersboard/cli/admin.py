@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,6 +42,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     target.add_argument("--default", action="store_true", help="change the default limits of every user")
     qset.add_argument("--per-hour", type=int, help="submissions per rolling hour")
     qset.add_argument("--concurrent", type=int, help="jobs running at once (more wait as pending)")
+    qset.add_argument("--timeout-s", dest="job_timeout_s", type=int, help="time limit of each job, in seconds")
     qset.add_argument("--json", action="store_true")
     qset.set_defaults(func=cmd_quota_set)
     reset = quota.add_parser("reset", parents=[common], help="drop a user's override: the defaults apply")
@@ -105,20 +107,36 @@ def cmd_token_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+LIMITS = ("per_hour", "concurrent", "job_timeout_s")
+LIMIT_HEADERS = ("per hour", "concurrent", "time limit")
+
+
+def _limit_text(name: str, value: Any) -> str:
+    if name == "job_timeout_s":
+        return "runner default" if value is None else f"{value} s"
+    return str(value)
+
+
+def _describe(limits: Mapping[str, Any]) -> str:
+    timeout = limits.get("job_timeout_s")
+    time_limit = "the runner's time limit" if timeout is None else f"{timeout} s per job"
+    return f"{limits['per_hour']} submissions/hour, {limits['concurrent']} running at once, {time_limit}"
+
+
 def cmd_quota_set(args: argparse.Namespace) -> int:
-    if args.per_hour is None and args.concurrent is None:
-        err.print("[red]error[/red]: give --per-hour and/or --concurrent")
+    given = {name: getattr(args, name) for name in LIMITS}
+    if all(value is None for value in given.values()):
+        err.print("[red]error[/red]: give --per-hour, --concurrent and/or --timeout-s")
         return 2
     with client_for(args) as client:
         if args.default:
-            limits = client.set_default_quota(per_hour=args.per_hour, concurrent=args.concurrent)
+            limits = client.set_default_quota(**given)
             result: dict[str, Any] = {"default": limits}
-            message = f"default: {limits['per_hour']} submissions/hour, {limits['concurrent']} running at once"
+            message = f"default: {_describe(limits)}"
         else:
-            quota = client.set_user_quota(args.user, per_hour=args.per_hour, concurrent=args.concurrent)
+            quota = client.set_user_quota(args.user, **given)
             result = dict(quota)
-            eff = quota["effective"]
-            message = f"{args.user}: {eff['per_hour']} submissions/hour, {eff['concurrent']} running at once"
+            message = f"{args.user}: {_describe(quota['effective'])}"
     if args.json:
         print_json(result)
     else:
@@ -132,9 +150,16 @@ def cmd_quota_reset(args: argparse.Namespace) -> int:
     if args.json:
         print_json(quota)
     else:
-        eff = quota["effective"]
-        err.print(f"{args.user}: defaults apply ({eff['per_hour']}/hour, {eff['concurrent']} at once)")
+        err.print(f"{args.user}: defaults apply ({_describe(quota['effective'])})")
     return 0
+
+
+def _cells(values: Mapping[str, Any], default: Mapping[str, Any]) -> list[str]:
+    """One cell per limit: the user's own value, or the default's marked as such."""
+    return [
+        _limit_text(name, default[name]) + " (default)" if values.get(name) is None else _limit_text(name, values[name])
+        for name in LIMITS
+    ]
 
 
 def cmd_quota_show(args: argparse.Namespace) -> int:
@@ -144,16 +169,9 @@ def cmd_quota_show(args: argparse.Namespace) -> int:
             if args.json:
                 print_json(quota)
                 return 0
-            table = Table("user", "per hour", "concurrent", "source", header_style="bold")
-            eff, override = quota["effective"], quota["override"]
-            own_rate = override is not None and override["per_hour"] is not None
-            own_concurrency = override is not None and override["concurrent"] is not None
-            table.add_row(
-                quota["user"],
-                str(eff["per_hour"]) + ("" if own_rate else " (default)"),
-                str(eff["concurrent"]) + ("" if own_concurrency else " (default)"),
-                "override" if quota["override"] else "defaults",
-            )
+            table = Table("user", *LIMIT_HEADERS, "source", header_style="bold")
+            own: Mapping[str, Any] = quota["override"] or {}
+            table.add_row(quota["user"], *_cells(own, quota["effective"]), "override" if own else "defaults")
             console.print(table)
             return 0
         overview = client.quotas()
@@ -161,11 +179,9 @@ def cmd_quota_show(args: argparse.Namespace) -> int:
         print_json(overview)
         return 0
     default = overview["default"]
-    table = Table("user", "per hour", "concurrent", title="Quotas", header_style="bold")
-    table.add_row("[bold](default)[/bold]", str(default["per_hour"]), str(default["concurrent"]))
+    table = Table("user", *LIMIT_HEADERS, title="Quotas", header_style="bold")
+    table.add_row("[bold](default)[/bold]", *(_limit_text(name, dict(default).get(name)) for name in LIMITS))
     for user, limits in overview["users"].items():
-        per_hour, concurrent = limits["per_hour"], limits["concurrent"]
-        table.add_row(user, f"{default['per_hour']} (default)" if per_hour is None else str(per_hour),
-                      f"{default['concurrent']} (default)" if concurrent is None else str(concurrent))  # fmt: skip
+        table.add_row(user, *_cells(limits, default))
     console.print(table)
     return 0

@@ -1,0 +1,53 @@
+"""Submissions ingest issued upload URLs for, kept until their job exists: the dispatcher's safety net.
+
+The bucket event of a manifest is the fast path from upload to job. It can be lost where no
+acknowledgement covers it (an object store restarting before its event log reached disk), so ingest
+notes every submission it issues, and the dispatcher looks in the store for the manifests of those
+still without a job. Keys are `<user>.<submission id>`; the bucket's TTL forgets abandoned ones.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from nats.js.errors import KeyNotFoundError, NoKeysError
+from nats.js.kv import KeyValue
+from pydantic import ValidationError
+
+from leadersboard.models import IssuedSubmission, utcnow
+
+__all__ = ["IssuedStore"]
+
+
+class IssuedStore:
+    def __init__(self, kv: KeyValue) -> None:
+        self._kv = kv
+
+    async def note(self, user: str, submission_id: str) -> None:
+        issued = IssuedSubmission(user=user, submission_id=submission_id, issued_at=utcnow())
+        await self._kv.put(_key(user, submission_id), issued.model_dump_json().encode())
+
+    async def forget(self, user: str, submission_id: str) -> None:
+        await self._kv.purge(_key(user, submission_id))
+
+    async def older_than(self, age_s: float, *, now: datetime | None = None) -> list[IssuedSubmission]:
+        """Issued submissions at least `age_s` old, oldest first."""
+        cutoff = (now or utcnow()) - timedelta(seconds=age_s)
+        try:
+            keys = await self._kv.keys()
+        except NoKeysError:
+            return []
+        found = []
+        for key in keys:
+            try:
+                entry = await self._kv.get(key)
+                issued = IssuedSubmission.model_validate_json(entry.value or b"")
+            except (KeyNotFoundError, ValidationError):
+                continue  # forgotten meanwhile, or not ours
+            if issued.issued_at <= cutoff:
+                found.append(issued)
+        return sorted(found, key=lambda issued: issued.issued_at)
+
+
+def _key(user: str, submission_id: str) -> str:
+    return f"{user}.{submission_id}"
