@@ -56,7 +56,10 @@ class Releaser:
         return list(current.values())
 
     async def _release(self, record: JobRecord, quota: Quota) -> None:
-        message = JobMessage(submission_id=record.submission_id, user=record.user, timeout_s=quota.job_timeout_s)
+        queued_at = utcnow()
+        message = JobMessage(
+            submission_id=record.submission_id, user=record.user, timeout_s=quota.job_timeout_s, queued_at=queued_at
+        )
         # Published before it is marked: a crash in between re-publishes, and the id deduplicates it.
         await self.js.publish(
             self.settings.jobs_subject,
@@ -67,7 +70,7 @@ class Releaser:
         def mark_queued(current: JobRecord) -> JobRecord | None:
             if not is_waiting(current):
                 return None
-            current.queued_at = utcnow()
+            current.queued_at = queued_at
             current.timeout_s = quota.job_timeout_s
             return current
 

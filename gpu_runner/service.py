@@ -116,6 +116,7 @@ class Runner:
         record.heartbeat_at = now
         record.attempts += 1
         record.timeout_s = job.timeout_s or record.timeout_s
+        record.queued_at = record.queued_at or job.queued_at  # the runner may claim before the dispatcher marks
         return record
 
     async def _run_with_heartbeat(self, message: Msg, record: JobRecord, interrupted: asyncio.Event) -> JobOutcome:

@@ -92,14 +92,21 @@ def prepare(
         target = workspace.work / spec.path
         target.parent.mkdir(parents=True, exist_ok=True)
         # spec.store_key: a deduplicated file comes from the user's blob, any other from files/<path>.
-        client.download_file(bucket, spec.store_key(record.user, record.submission_id), str(target))
+        key = spec.store_key(record.user, record.submission_id)
+        client.download_file(bucket, key, str(target))
         if spec.sha256 is not None or _is_zip(spec.path):
             digests[spec.path] = file_sha256(target)
         if spec.sha256 is not None and digests[spec.path] != spec.sha256:
-            raise ChecksumMismatch(
+            reason = (
                 f"{spec.path} does not match its declared sha256: declared {spec.sha256}, "
                 f"downloaded {digests[spec.path]}"
             )
+            if spec.blob:
+                # A blob is named by its content: this copy is corrupt, and would be reused by every
+                # later submission of the same file. Removing it makes the next upload send it again.
+                client.delete_object(Bucket=bucket, Key=key)
+                reason += "; the corrupt stored copy was removed: submit again to upload the file anew"
+            raise ChecksumMismatch(reason)
     zips = [spec.path for spec in record.files if _is_zip(spec.path)]
     prepared = Prepared()
     if cache is not None and zips:

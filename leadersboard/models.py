@@ -272,6 +272,8 @@ class JobMessage(_Strict):
     user: str
     timeout_s: float | None = None
     """The owner's time limit at release (None: the runner's default); the runner copies it into the record."""
+    queued_at: datetime | None = None
+    """When it was released; copied into the record by whichever comes first, the dispatcher or the runner."""
 
 
 class IssuedSubmission(BaseModel):

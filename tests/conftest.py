@@ -16,6 +16,8 @@ from leadersboard.settings import NatsSettings, S3Settings
 from leadersboard.stack.procs import SeaweedPorts, free_port
 from leadersboard.stack.services import NatsServer, Seaweed, start_nats, start_seaweed
 from tests.api_fixtures import alice, api, app, bob, jobs, settings, tokens  # noqa: F401  (shared fixtures)
+from tests.sandbox_fixtures import data_root  # noqa: F401  (shared fixture)
+from tests.web_fixtures import browser, chromium, page, web  # noqa: F401  (shared fixtures)
 
 warnings.filterwarnings("ignore", category=DeprecationWarning, module="botocore")
 

@@ -8,7 +8,6 @@ The dataset is the synthetic VisA-layout pcb1.zip of examples/padim (64x64 image
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +28,7 @@ pytestmark = [
 ]
 
 SAMPLE = Path(__file__).parent / "fixtures" / "guide_sample"
-GUIDE = Path(os.environ.get("LEADERSBOARD_USER_GUIDE", "/work/shared/reference/user-guide.ja.md"))
+GUIDE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "user-guide.ja.md"  # beside the checkout
 BACKBONE = "    backbone: resnet18\n"
 CPU_WARNING = "[leadersboard] warning: accelerator: gpu was requested but no CUDA GPU is available; running on the CPU"
 

@@ -24,6 +24,7 @@ from leadersboard.client import ApiError, Client
 from leadersboard.models import JobRecord, JobStatus
 from leadersboard.s3 import make_client
 from leadersboard.stack.up import Stack
+from tests.sandbox_fixtures import processes_with
 from tests.stack_fixtures import client_for, running_stack, write_submission
 
 pytestmark = [
@@ -228,7 +229,7 @@ while True:
         "; exit code 1"
     )
     assert "fork refused after" in log
-    assert _processes_with(f"/{sid}/output") == []  # every fork's command line holds its --output
+    assert processes_with(f"/{sid}/output") == []  # every fork's command line holds its --output
 
 
 def test_a_memory_hog_is_stopped_by_the_memory_limit(demo: Client, tmp_path: Path) -> None:
@@ -302,7 +303,7 @@ print("detached", flush=True)
     record, log = run(demo, write_submission(tmp_path / "detach", body))
     assert record.status is JobStatus.COMPLETED, record.error
     assert "detached" in log
-    assert _processes_with(token) == []
+    assert processes_with(token) == []
 
 
 @pytest.mark.parametrize(
@@ -395,14 +396,3 @@ def _status(demo: Client, sid: str) -> JobStatus | None:
         if exc.status == 404:
             return None
         raise
-
-
-def _processes_with(token: str) -> list[int]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and token.encode() in (proc / "cmdline").read_bytes():
-                found.append(int(proc.name))
-        except OSError:
-            continue
-    return found

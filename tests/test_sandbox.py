@@ -2,99 +2,26 @@
 
 Jobs run through `run_entrypoint` (the runner's own code path) in a work root under /var/tmp, so that hiding
 the runner's directories is really exercised (pytest's tmp_path is under /tmp, which every job gets private).
-The dataset cache, checksums and metrics checks run through `execute_job` with the session's real SeaweedFS.
+The dataset cache, checksums and metrics checks are in test_runner_datasets.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import io
 import os
 import shutil
 import socket
 import subprocess
 import sys
-import tempfile
-import textwrap
-import zipfile
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from gpu_runner.datasets import DatasetCache
 from gpu_runner.diagnosis import failure_reason
-from gpu_runner.execute import ExecResult, JobLaunch, run_entrypoint
-from gpu_runner.job import execute_job
 from gpu_runner.sandbox import Limits, SandboxUnavailable, check_sandbox, resolve_sandbox
-from gpu_runner.settings import RunnerSettings
 from gpu_runner.weights import make_readable
-from gpu_runner.workspace import Workspace, extract_zip
-from leadersboard.models import FileSpec, JobRecord, JobStatus, utcnow
-from leadersboard.s3 import make_client
-from leadersboard.settings import S3Settings
+from tests.sandbox_fixtures import JOB_UID, processes_with, run_job, runner_settings
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
-
-JOB_UID = 65534
-
-
-@dataclass
-class Ran:
-    result: ExecResult
-    log: str
-    workspace: Workspace
-
-
-@pytest.fixture(scope="module")
-def data_root() -> Iterator[Path]:
-    """A fake `leadersboard up` data dir outside /tmp: <root>/secrets.json, <root>/runner/0 (the work root)."""
-    root = Path(tempfile.mkdtemp(prefix="lb-sandbox-test-", dir="/var/tmp"))
-    (root / "secrets.json").write_text('{"s3_secret_key": "top-secret"}')
-    (root / "runner" / "0" / "other-job" / "work").mkdir(parents=True)
-    (root / "runner" / "0" / "other-job" / "work" / "private.txt").write_text("another user's file")
-    (root / "weights").mkdir()
-    (root / "weights" / "marker.txt").write_text("provisioned weights")
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
-
-
-def runner_settings(data_root: Path, **overrides: Any) -> RunnerSettings:
-    options: dict[str, Any] = {
-        "work_dir": data_root / "runner" / "0",
-        "job_max_processes": 64,
-        "job_memory_bytes": 1024**3,
-        "max_log_bytes": 64 * 1024,
-        "job_timeout_s": 20.0,
-        "weights_cache_dir": data_root / "weights",
-        "keep_workdirs": False,
-    }
-    return RunnerSettings(**(options | overrides))
-
-
-def run_job(data_root: Path, body: str, *, timeout_s: float = 20.0, **overrides: Any) -> Ran:
-    settings = runner_settings(data_root, **overrides)
-    sandbox = check_sandbox(settings)
-    assert sandbox is not None
-    workspace = Workspace(settings.work_dir / f"job-{os.urandom(4).hex()}").create()
-    (workspace.work / "main.py").write_text(textwrap.dedent(body))
-    (workspace.work / "config.yaml").write_text("seed: 0\n")
-    record = JobRecord(submission_id="s1", user="u", entrypoint="main.py", config="config.yaml", created_at=utcnow())
-    launch = JobLaunch(
-        python_executable=settings.python_executable,
-        gpu="0",
-        timeout_s=timeout_s,
-        max_log_bytes=settings.max_log_bytes,
-        limits=Limits.from_settings(settings),
-        sandbox=sandbox,
-        weights_cache=settings.weights_cache_dir,
-    )
-    result = asyncio.run(run_entrypoint(workspace, record, launch, asyncio.Event()))
-    ran = Ran(result, workspace.log.read_text(errors="replace"), workspace)
-    return ran
 
 
 def test_the_job_runs_as_nobody_without_network(data_root: Path) -> None:
@@ -215,7 +142,7 @@ def test_a_fork_bomb_is_stopped_by_the_process_limit(data_root: Path) -> None:
     assert "fork refused after" in ran.log
     reason = failure_reason(ran.result.exit_code, ran.result.signal, ran.result.tail, Limits(1, 64, 8192, 1))
     assert reason.startswith("process limit: the job could not start another process or thread (the limit is 64")
-    assert _host_processes_with(str(ran.workspace.output)) == []  # in every fork's command line
+    assert processes_with(str(ran.workspace.output)) == []  # in every fork's command line
 
 
 def test_a_memory_hog_hits_the_memory_limit(data_root: Path) -> None:
@@ -254,7 +181,7 @@ def test_detached_processes_die_with_the_job(data_root: Path) -> None:
     )
     assert ran.result.exit_code == 0
     assert "main.py exits" in ran.log
-    assert _host_processes_with(token) == []
+    assert processes_with(token) == []
 
 
 def test_the_time_limit_kills_the_whole_process_tree(data_root: Path) -> None:
@@ -273,7 +200,7 @@ def test_the_time_limit_kills_the_whole_process_tree(data_root: Path) -> None:
     assert ran.result.timed_out
     assert 3.0 <= ran.result.wall_time_s < 10.0
     assert "spinning" in ran.log
-    assert _host_processes_with(token) == []
+    assert processes_with(token) == []
 
 
 def test_a_log_flood_is_capped_with_a_marker_and_drained(data_root: Path) -> None:
@@ -367,126 +294,3 @@ def test_the_runner_refuses_to_start_without_bwrap(data_root: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "gpu_runner"], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "refusing to start: bwrap not found" in done.stderr
-
-
-def test_a_dataset_is_extracted_once_per_content_hash(tmp_path: Path) -> None:
-    archive = _zip(tmp_path / "pcb1.zip", {"pcb1/Data/Images/Normal/a.png": b"png"})
-    sha = hashlib.sha256(archive.read_bytes()).hexdigest()
-    cache = DatasetCache(tmp_path / "cache")
-    first = cache.ensure(archive, sha, name="pcb1.zip", extract=extract_zip)
-
-    def must_not_extract(_archive: Path, _destination: Path) -> None:
-        raise AssertionError("extracted again")
-
-    second = cache.ensure(archive, sha, name="pcb1.zip", extract=must_not_extract)
-    assert (first.hit, second.hit) == (False, True)
-    assert second.tree == first.tree and [e.name for e in second.entries()] == ["pcb1"]
-    assert (second.tree / "pcb1/Data/Images/Normal/a.png").read_bytes() == b"png"
-    assert [p.name for p in cache.root.iterdir()] == [sha]  # no staging directory left behind
-
-
-# --- through execute_job, with the session's SeaweedFS and a local MLflow store ---------------------------------
-
-
-@pytest.fixture
-def store(s3_settings: S3Settings, data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> RunnerSettings:
-    monkeypatch.chdir(tmp_path)  # MLflow's local artifact store
-    return runner_settings(
-        data_root,
-        **s3_settings.model_dump(),
-        mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
-        dataset_cache_dir=data_root / f"dataset-cache-{os.urandom(4).hex()}",
-    )
-
-
-def submit(settings: RunnerSettings, files: dict[str, bytes], *, declared: dict[str, str] | None = None) -> JobRecord:
-    client = make_client(settings)
-    sid = f"{os.urandom(8).hex()}"
-    specs = []
-    for path, data in files.items():
-        spec = FileSpec(path=path, size=len(data), sha256=(declared or {}).get(path))
-        client.put_object(Bucket=settings.bucket, Key=spec.store_key("u", sid), Body=data)
-        specs.append(spec)
-    return JobRecord(
-        submission_id=sid, user="u", status=JobStatus.RUNNING, entrypoint="main.py", config="config.yaml",
-        files=specs, created_at=utcnow(),
-    )  # fmt: skip
-
-
-def run_record(settings: RunnerSettings, record: JobRecord) -> tuple[str, str | None, JobStatus]:
-    outcome = asyncio.run(execute_job(settings, make_client(settings), record, asyncio.Event()))
-    key = f"results/u/{record.submission_id}/job.log"
-    log = make_client(settings).get_object(Bucket=settings.bucket, Key=key)["Body"].read().decode()
-    return log, outcome.error, outcome.status
-
-
-MAIN_READING_DATASET = b"""
-import argparse, json, os, pathlib
-p = argparse.ArgumentParser(); p.add_argument("--config"); p.add_argument("--output"); a = p.parse_args()
-print("dataset:", sorted(str(x) for x in pathlib.Path("pcb1").rglob("*.png")))
-try:
-    open("pcb1/Data/Images/Normal/a.png", "wb").write(b"tampered")
-except OSError as exc:
-    print("dataset read-only:", exc.strerror)
-pathlib.Path(a.output, "metrics.json").write_text(json.dumps({"params": {}, "metrics": {"n": 1}}))
-"""
-
-
-def test_a_resubmitted_dataset_comes_from_the_cache_read_only(store: RunnerSettings, tmp_path: Path) -> None:
-    archive = _zip(tmp_path / "pcb1.zip", {"pcb1/Data/Images/Normal/a.png": b"png"}).read_bytes()
-    files = {"main.py": MAIN_READING_DATASET, "config.yaml": b"data: {name: pcb1}\n", "pcb1.zip": archive}
-    first_log, error, status = run_record(store, submit(store, files))
-    assert status is JobStatus.COMPLETED, error
-    assert "[leadersboard] extracted into the dataset cache: pcb1.zip" in first_log
-    second_log, error, status = run_record(store, submit(store, files))
-    assert status is JobStatus.COMPLETED, error
-    assert "[leadersboard] dataset cache hit: pcb1.zip" in second_log
-    assert "extracted" not in second_log
-    assert "dataset: ['pcb1/Data/Images/Normal/a.png']" in second_log
-    assert "dataset read-only: Read-only file system" in second_log
-    cache_dir = store.dataset_cache_dir
-    assert cache_dir is not None
-    sha = hashlib.sha256(archive).hexdigest()
-    assert (cache_dir / sha / "tree/pcb1/Data/Images/Normal/a.png").read_bytes() == b"png"
-
-
-def test_a_file_not_matching_its_declared_sha256_fails_the_job(store: RunnerSettings) -> None:
-    files = {"main.py": b"print('never runs')", "config.yaml": b"a: 1\n"}
-    record = submit(store, files, declared={"config.yaml": hashlib.sha256(b"something else").hexdigest()})
-    log, error, status = run_record(store, record)
-    assert status is JobStatus.FAILED
-    assert error is not None and error.startswith("config.yaml does not match its declared sha256: declared ")
-    assert "never runs" not in log
-
-
-def test_metrics_json_as_a_link_to_a_runner_file_is_refused(store: RunnerSettings) -> None:
-    secret = store.work_dir.parent.parent / "secrets.json"
-    main = f"""
-import argparse, os
-p = argparse.ArgumentParser(); p.add_argument("--config"); p.add_argument("--output"); a = p.parse_args()
-os.symlink({str(secret)!r}, os.path.join(a.output, "metrics.json"))
-"""
-    log, error, status = run_record(store, submit(store, {"main.py": main.encode(), "config.yaml": b"a: 1\n"}))
-    assert status is JobStatus.FAILED
-    assert error == "metrics.json is malformed: it is a symbolic link; write a regular file"
-    assert "top-secret" not in log
-
-
-def _zip(path: Path, entries: dict[str, bytes]) -> Path:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in entries.items():
-            zf.writestr(zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0)), data)
-    path.write_bytes(buffer.getvalue())
-    return path
-
-
-def _host_processes_with(token: str) -> list[int]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and token.encode() in (proc / "cmdline").read_bytes():
-                found.append(int(proc.name))
-        except OSError:
-            continue
-    return found

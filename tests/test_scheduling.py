@@ -95,11 +95,11 @@ def test_per_user_concurrency_is_capped_and_jobs_start_oldest_first(stack, admin
     records = wait_all(alice, ids)
     assert all(r.status is JobStatus.COMPLETED and r.attempts == 1 for r in records)
     assert max_overlap(records) == 2, "three runners were free: only the quota keeps alice at two"
+    # Released oldest first. Jobs released in one pass (two slots freed at once) then start on different
+    # runners in whichever order those claim them, so the start order is not asserted.
     released = sorted(records, key=lambda r: r.queued_at)  # type: ignore[arg-type,return-value]
     assert [r.submission_id for r in released] == ids
-    # The first two start at once on two runners, in either order; each later one when a slot frees.
-    started = sorted(records[2:], key=lambda r: r.started_at)  # type: ignore[arg-type,return-value]
-    assert [r.submission_id for r in started] == ids[2:]
+    assert all(r.queued_at <= r.started_at for r in records)  # type: ignore[operator]
 
 
 def test_a_heavy_user_cannot_starve_another(stack, admin, tmp_path: Path) -> None:

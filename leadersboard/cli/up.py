@@ -26,7 +26,9 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     settings = StackSettings(**({"data_dir": args.data_dir} if args.data_dir else {}))
     stack = Stack(settings.data_dir, ports=settings.ports())
-    signal.signal(signal.SIGTERM, _interrupt)
+    # SIGINT too: a shell starting us in the background without job control leaves it ignored.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
     try:
         with err.status("starting NATS, SeaweedFS, MLflow, ingest, dispatcher, runner, frontend..."):
             info = stack.start()
