@@ -14,7 +14,7 @@ from pathlib import Path
 
 from gpu_runner.sandbox import COMPAT_DIR, Bind, Limits, Sandbox
 from gpu_runner.workspace import Workspace
-from leadersboard.models import JobRecord
+from leadersboard.models import JobRecord, utcnow
 
 __all__ = ["ExecResult", "JobLaunch", "job_environment", "run_entrypoint", "truncation_marker"]
 
@@ -108,6 +108,11 @@ async def run_entrypoint(
     env = job_environment(
         workspace, python_executable=launch.python_executable, gpu=launch.gpu, weights_cache=launch.weights_cache
     )
+    with workspace.log.open("a") as log_file:  # when the user's code started, for them and for bench/dispatch.py
+        how = "sandboxed" if launch.sandbox is not None else "WITHOUT a sandbox"
+        log_file.write(
+            f"[leadersboard] {utcnow().isoformat(timespec='milliseconds')} starting {record.entrypoint} ({how})\n"
+        )
     started = time.monotonic()
     process = await asyncio.create_subprocess_exec(
         *argv,

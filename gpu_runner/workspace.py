@@ -32,6 +32,8 @@ __all__ = [
 MAX_ZIP_RATIO = 200
 MAX_ZIP_TOTAL_BYTES = 20 * 1024**3
 MAX_MOUNTED_ENTRIES = 64
+SINGLE_GET_MAX_BYTES = 8 * 1024**2
+COPY_CHUNK_BYTES = 1024**2
 """More top-level entries than this in the cached zips: extract into the working directory instead."""
 
 
@@ -93,7 +95,7 @@ def prepare(
         target.parent.mkdir(parents=True, exist_ok=True)
         # spec.store_key: a deduplicated file comes from the user's blob, any other from files/<path>.
         key = spec.store_key(record.user, record.submission_id)
-        client.download_file(bucket, key, str(target))
+        _download(client, bucket, key, target, size=spec.size)
         if spec.sha256 is not None or _is_zip(spec.path):
             digests[spec.path] = file_sha256(target)
         if spec.sha256 is not None and digests[spec.path] != spec.sha256:
@@ -203,3 +205,13 @@ def _safe_target(root: Path, member: zipfile.ZipInfo) -> Path:
     if not target.is_relative_to(root):
         raise UnsafeArchive(f"zip entry {member.filename!r} would be written outside the working directory")
     return target
+
+
+def _download(client: S3Client, bucket: str, key: str, target: Path, *, size: int) -> None:
+    """One GET for a small file; the transfer manager's parallel ranged GETs only pay off for large ones."""
+    if size >= SINGLE_GET_MAX_BYTES:
+        client.download_file(bucket, key, str(target))
+        return
+    body = client.get_object(Bucket=bucket, Key=key)["Body"]
+    with target.open("wb") as out:
+        shutil.copyfileobj(body, out, COPY_CHUNK_BYTES)
