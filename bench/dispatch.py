@@ -35,6 +35,7 @@ from leadersboard.stack.procs import SeaweedPorts, free_port
 from leadersboard.stack.services import start_nats, start_seaweed
 from leadersboard.stack.up import Stack, StackPorts
 
+MINIO_EVENT_SAMPLE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "minio-nats-event.sample.json"
 TIMED_MAIN = """import argparse, json, pathlib, time
 started_s = time.time()
 p = argparse.ArgumentParser(); p.add_argument("--config"); p.add_argument("--output"); a = p.parse_args()
@@ -166,7 +167,7 @@ def _store_submissions(s3: object, bucket: str, count: int) -> list[bytes]:
         )
         key = keys.manifest_key(user, sid)
         s3.put_object(Bucket=bucket, Key=key, Body=manifest.model_dump_json().encode())  # type: ignore[attr-defined]
-        record = json.loads((Path(__file__).parents[2] / "shared/reference/minio-nats-event.sample.json").read_text())
+        record = json.loads(MINIO_EVENT_SAMPLE.read_text())
         record["Key"] = f"{bucket}/{key}"
         record["Records"][0]["s3"]["bucket"]["name"] = bucket
         record["Records"][0]["s3"]["object"]["key"] = quote_plus(key, safe="")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from datetime import timedelta
 from typing import Any
@@ -20,6 +21,8 @@ from leadersboard.models import CreateSubmissionRequest, JobRecord, JobStatus, R
 from leadersboard.quotas import RateDecision
 
 __all__ = ["add_routes", "job_view"]
+
+log = logging.getLogger("ingest")
 
 MAX_LOG_CHUNK_BYTES = 1024 * 1024
 
@@ -70,7 +73,10 @@ async def create_submission(request: web.Request) -> web.Response:
         policy=policy,
         secret=settings.manifest_secret,
     )
-    await svc.issued.note(caller.user, response.submission_id)
+    try:
+        await svc.issued.note(caller.user, response.submission_id)
+    except Exception as exc:  # only the safety net for a lost event: the upload URLs are good without it
+        log.warning("could not note submission %s as issued: %r", response.submission_id, exc)
     return web.json_response(response.model_dump(mode="json"), status=201)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import random
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,8 +20,8 @@ from leadersboard.bridge.translate import (
     to_minio_event,
 )
 from leadersboard.models import S3EventEnvelope
+from tests.reference import MINIO_EVENT_SAMPLE, SHARED_REFERENCE
 
-SAMPLE_PATH = Path("/work/shared/reference/minio-nats-event.sample.json")
 BUCKET = "lbtest"
 TS_NS = 1795746448897807931
 ETAG = "81d95db337a18c65384d35ba7ea2efda"
@@ -103,7 +102,7 @@ def test_put_matches_the_minio_sample_shape() -> None:
 
     assert envelope is not None
     produced = json.loads(envelope.model_dump_json())
-    sample = json.loads(SAMPLE_PATH.read_text())
+    sample = json.loads(MINIO_EVENT_SAMPLE.read_text())
     assert _key_tree(produced) == _key_tree(sample)
     assert S3EventEnvelope.model_validate(produced) == envelope
     for produced_leaf, sample_leaf in zip(_leaves(produced["Records"][0]), _leaves(sample["Records"][0]), strict=True):
@@ -309,3 +308,8 @@ def test_parser_reset_returns_a_partial_object() -> None:
     assert parser.feed(text[:100]) == []
     assert parser.reset() == text[:100]
     assert parser.feed(text) == [_put_event("a.txt")]
+
+
+@pytest.mark.skipif(not SHARED_REFERENCE.is_dir(), reason="../shared/reference is not beside this checkout")
+def test_the_reference_copies_are_current() -> None:
+    assert MINIO_EVENT_SAMPLE.read_bytes() == (SHARED_REFERENCE / MINIO_EVENT_SAMPLE.name).read_bytes()

@@ -40,6 +40,7 @@ from leadersboard import keys
 from leadersboard.bridge.settings import BridgeSettings
 from leadersboard.models import S3EventEnvelope
 from leadersboard.settings import NatsSettings, S3Settings
+from tests.reference import MINIO_EVENT_SAMPLE
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -48,7 +49,6 @@ ENV_EXAMPLE = ROOT / ".env.example"
 DEPLOY_DOC = ROOT / "docs" / "deploy.md"
 NATS_CONF = ROOT / "infra" / "nats" / "nats.conf"
 MINIO_INIT = ROOT / "infra" / "minio" / "init.sh"
-SAMPLE_EVENT = Path(__file__).resolve().parents[2] / "shared" / "reference" / "minio-nats-event.sample.json"
 
 # The design's fixed ports (DESIGN.md, "Default ports").
 PORTS = {"frontend": 8501, "mlflow": 5010, "ingest": 8000, "s3": 9000, "console": 9001, "nats": 4222}
@@ -777,9 +777,7 @@ def test_gpu_host_runners_reach_the_main_host(
 
 def minio_event(event_name: str, key: str, bucket: str) -> bytes:
     """The real MinIO sample with another event, bucket and object key, built the way MinIO builds it."""
-    if not SAMPLE_EVENT.is_file():
-        pytest.fail(f"missing {SAMPLE_EVENT}: the shared reference sample of a MinIO NATS event")
-    envelope = json.loads(SAMPLE_EVENT.read_text())
+    envelope = json.loads(MINIO_EVENT_SAMPLE.read_text())
     record = envelope["Records"][0]
     record["eventName"] = event_name
     record["eventTime"] = "2026-11-26T10:11:12.345Z"
@@ -806,7 +804,7 @@ def dispatched(data: bytes, bucket: str) -> list[keys.ManifestKey]:
 
 
 def test_the_reference_sample_parses_and_is_no_job() -> None:
-    data = SAMPLE_EVENT.read_bytes()
+    data = MINIO_EVENT_SAMPLE.read_bytes()
     envelope = S3EventEnvelope.model_validate_json(data)
     assert envelope.Records[0].eventName == "s3:ObjectCreated:Put"
     assert dispatched(data, envelope.Records[0].s3.bucket.name) == []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 from urllib.parse import quote_plus
 
 import pytest
@@ -19,8 +18,7 @@ from leadersboard.models import FileSpec, JobMessage, JobStatus, Manifest, Quota
 from leadersboard.s3 import S3Client
 from leadersboard.settings import NatsSettings, S3Settings
 from leadersboard.signing import sign_manifest
-
-SAMPLE = Path(__file__).parents[2] / "shared" / "reference" / "minio-nats-event.sample.json"
+from tests.reference import MINIO_EVENT_SAMPLE
 
 
 async def make_dispatcher(settings: DispatcherSettings, js: JetStreamContext) -> Dispatcher:
@@ -40,7 +38,7 @@ async def dispatcher(nc: NATS, nats_settings: NatsSettings, s3_settings: S3Setti
 
 def minio_event(bucket: str, key: str, name: str = "s3:ObjectCreated:Put") -> bytes:
     """The real MinIO sample, pointed at `key`."""
-    event = json.loads(SAMPLE.read_text()) if SAMPLE.exists() else _fallback_sample()
+    event = json.loads(MINIO_EVENT_SAMPLE.read_text())
     event["EventName"] = name
     event["Key"] = f"{bucket}/{key}"
     record = event["Records"][0]
@@ -48,20 +46,6 @@ def minio_event(bucket: str, key: str, name: str = "s3:ObjectCreated:Put") -> by
     record["s3"]["bucket"]["name"] = bucket
     record["s3"]["object"]["key"] = quote_plus(key, safe="")
     return json.dumps(event).encode()
-
-
-def _fallback_sample() -> dict[str, object]:
-    return {
-        "EventName": "",
-        "Key": "",
-        "Records": [
-            {
-                "eventTime": "2019-10-22T09:27:27Z",
-                "eventName": "",
-                "s3": {"bucket": {"name": ""}, "object": {"key": ""}},
-            }
-        ],
-    }
 
 
 def upload(s3: S3Client, bucket: str, user: str, files: dict[str, bytes], *, declared: dict[str, int] | None = None,

@@ -20,6 +20,7 @@ from examples.padim.make_dataset import make_dataset_zip
 from leadersboard.client import Client
 from leadersboard.models import JobStatus
 from leadersboard.stack.up import Stack
+from tests.reference import USER_GUIDE
 from tests.stack_fixtures import client_for, running_stack
 
 pytestmark = [
@@ -28,7 +29,6 @@ pytestmark = [
 ]
 
 SAMPLE = Path(__file__).parent / "fixtures" / "guide_sample"
-GUIDE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "user-guide.ja.md"  # beside the checkout
 BACKBONE = "    backbone: resnet18\n"
 CPU_WARNING = "[leadersboard] warning: accelerator: gpu was requested but no CUDA GPU is available; running on the CPU"
 
@@ -58,9 +58,9 @@ def guide_submission(root: Path, *, pre_trained: bool | None) -> Path:
     return root
 
 
-@pytest.mark.skipif(not GUIDE.is_file(), reason="the user guide is not on this machine")
+@pytest.mark.skipif(not USER_GUIDE.is_file(), reason="the user guide is not on this machine")
 def test_the_fixture_is_the_guides_code_verbatim() -> None:
-    guide = GUIDE.read_text()
+    guide = USER_GUIDE.read_text()
     main = guide.split("### `main.py` の例", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     config = guide.split("### `config.yaml`", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
     assert (SAMPLE / "main.py.txt").read_text() == main
