@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gpu_runner.sandbox import COMPAT_DIR, Bind, Limits, Sandbox
+from gpu_runner.settings import RunnerSettings
 from gpu_runner.workspace import Workspace
 from leadersboard.models import JobRecord, utcnow
 
@@ -59,6 +60,21 @@ class JobLaunch:
     sandbox: Sandbox | None
     datasets: list[Bind] = field(default_factory=list)
     weights_cache: Path | None = None
+
+    @classmethod
+    def from_settings(
+        cls, settings: RunnerSettings, *, timeout_s: float, sandbox: Sandbox | None, datasets: list[Bind] | None = None
+    ) -> JobLaunch:
+        return cls(
+            python_executable=settings.python_executable,
+            gpu=settings.gpu,
+            timeout_s=timeout_s,
+            max_log_bytes=settings.max_log_bytes,
+            limits=Limits.from_settings(settings),
+            sandbox=sandbox,
+            datasets=datasets or [],
+            weights_cache=settings.weights_cache_dir.resolve() if settings.weights_cache_dir else None,
+        )
 
 
 def job_environment(

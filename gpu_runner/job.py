@@ -94,19 +94,10 @@ async def _run_with_live_log(
         if config.is_file() and not config.is_symlink():
             shutil.copyfile(config, workspace.root / SUBMITTED_CONFIG)
         timeout_s = float(record.timeout_s or settings.job_timeout_s)
-        limits = Limits.from_settings(settings)
-        launch = JobLaunch(
-            python_executable=settings.python_executable,
-            gpu=settings.gpu,
-            timeout_s=timeout_s,
-            max_log_bytes=settings.max_log_bytes,
-            limits=limits,
-            sandbox=sandbox,
-            datasets=prepared.mounts if sandbox is not None else [],
-            weights_cache=settings.weights_cache_dir.resolve() if settings.weights_cache_dir else None,
-        )
+        datasets = prepared.mounts if sandbox is not None else []
+        launch = JobLaunch.from_settings(settings, timeout_s=timeout_s, sandbox=sandbox, datasets=datasets)
         result = await run_entrypoint(workspace, record, launch, cancelled)
-        outcome, metrics = _judge(settings, workspace, result, timeout_s, limits)
+        outcome, metrics = _judge(settings, workspace, result, timeout_s, launch.limits)
         return outcome, metrics, result.wall_time_s
     finally:
         # Let an upload in flight finish so it cannot overwrite the final log afterwards.

@@ -87,19 +87,9 @@ def _run(settings: RunnerSettings, workspace: Workspace, entrypoint: str, config
          timeout_s: float) -> tuple[ExecResult, Limits]:  # fmt: skip
     """The runner's own `run_entrypoint`, its log followed on the terminal while the job runs."""
     from gpu_runner.execute import JobLaunch, run_entrypoint
-    from gpu_runner.sandbox import Limits
     from leadersboard.models import JobRecord, utcnow
 
-    limits = Limits.from_settings(settings)
-    launch = JobLaunch(
-        python_executable=settings.python_executable,
-        gpu=settings.gpu,
-        timeout_s=timeout_s,
-        max_log_bytes=settings.max_log_bytes,
-        limits=limits,
-        sandbox=_sandbox(settings),
-        weights_cache=settings.weights_cache_dir.resolve() if settings.weights_cache_dir else None,
-    )
+    launch = JobLaunch.from_settings(settings, timeout_s=timeout_s, sandbox=_sandbox(settings))
     record = JobRecord(submission_id="local-check", user="local", entrypoint=entrypoint, config=config,
                        created_at=utcnow())  # fmt: skip
     err.print(f"running: python {entrypoint} --config {config} --output <output> (in {workspace.work})")
@@ -114,7 +104,7 @@ def _run(settings: RunnerSettings, workspace: Workspace, entrypoint: str, config
                 return job.result()
             await asyncio.wait({job}, timeout=0.2)
 
-    return asyncio.run(run_and_follow()), limits
+    return asyncio.run(run_and_follow()), launch.limits
 
 
 def _show_new_log(log: Path, offset: int) -> int:
