@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from nats.js.errors import KeyNotFoundError, NoKeysError
+from nats.js.errors import NoKeysError
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
 from leadersboard.models import IssuedSubmission, utcnow
+from leadersboard.nats_io import kv_read
 
 __all__ = ["IssuedStore"]
 
@@ -37,16 +38,16 @@ class IssuedStore:
             keys = await self._kv.keys()
         except NoKeysError:
             return []
-        found = []
+        due = []
         for key in keys:
+            raw = await kv_read(self._kv, key)
             try:
-                entry = await self._kv.get(key)
-                issued = IssuedSubmission.model_validate_json(entry.value or b"")
-            except (KeyNotFoundError, ValidationError):
+                issued = IssuedSubmission.model_validate_json(raw[0] if raw else b"")
+            except ValidationError:
                 continue  # forgotten meanwhile, or not ours
             if issued.issued_at <= cutoff:
-                found.append(issued)
-        return sorted(found, key=lambda issued: issued.issued_at)
+                due.append(issued)
+        return sorted(due, key=lambda issued: issued.issued_at)
 
 
 def _key(user: str, submission_id: str) -> str:

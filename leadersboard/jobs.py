@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from leadersboard.models import JobRecord
+from leadersboard.nats_io import kv_read
 
 __all__ = ["JobStore", "Mutation"]
 
@@ -76,13 +77,8 @@ class JobStore:
         return records
 
     async def _get(self, key: str) -> tuple[JobRecord, int] | None:
-        try:
-            entry = await self._kv.get(key)
-        except KeyNotFoundError:
-            return None
-        if not entry.value or entry.revision is None:
-            return None
-        return JobRecord.model_validate_json(entry.value), entry.revision
+        found = await kv_read(self._kv, key)
+        return None if found is None else (JobRecord.model_validate_json(found[0]), found[1])
 
 
 def _encode(record: JobRecord) -> bytes:

@@ -11,12 +11,12 @@ from nats.aio.client import Client as NATS
 from nats.errors import NoServersError
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import BucketNotFoundError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from leadersboard.settings import NatsSettings
 
-__all__ = ["connect", "ensure_topology", "kv_bucket"]
+__all__ = ["connect", "ensure_topology", "kv_bucket", "kv_read"]
 
 log = logging.getLogger("leadersboard.nats")
 
@@ -92,6 +92,17 @@ async def ensure_topology(js: JetStreamContext, settings: NatsSettings) -> None:
     for bucket in (settings.jobs_kv_bucket, settings.tokens_kv_bucket, settings.quotas_kv_bucket):
         await kv_bucket(js, bucket, replicas=settings.nats_replicas)
     await kv_bucket(js, settings.issued_kv_bucket, replicas=settings.nats_replicas, ttl_s=ISSUED_TTL_S)
+
+
+async def kv_read(kv: KeyValue, key: str) -> tuple[bytes, int] | None:
+    """A key's value and revision (for a compare-and-set update), or None when it is missing or deleted."""
+    try:
+        entry = await kv.get(key)
+    except KeyNotFoundError:
+        return None
+    if not entry.value or entry.revision is None:
+        return None
+    return entry.value, entry.revision
 
 
 async def kv_bucket(js: JetStreamContext, bucket: str, *, replicas: int = 1, ttl_s: float | None = None) -> KeyValue:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from leadersboard.models import Quota, QuotaOverride, RateLedger
+from leadersboard.nats_io import kv_read
 
 __all__ = ["RATE_WINDOW_S", "QuotaStore", "RateDecision"]
 
@@ -86,10 +87,4 @@ class QuotaStore:
             return RateDecision(True, limit)
 
     async def _raw(self, key: str) -> tuple[bytes, int] | None:
-        try:
-            entry = await self._kv.get(key)
-        except KeyNotFoundError:
-            return None
-        if not entry.value or entry.revision is None:
-            return None
-        return entry.value, entry.revision
+        return await kv_read(self._kv, key)

@@ -7,10 +7,11 @@ import hmac
 import secrets
 from datetime import datetime, timedelta
 
-from nats.js.errors import KeyNotFoundError, NoKeysError
+from nats.js.errors import NoKeysError
 from nats.js.kv import KeyValue
 
 from leadersboard.models import Role, TokenRecord, utcnow
+from leadersboard.nats_io import kv_read
 
 __all__ = ["TOKEN_PREFIX", "TokenStore", "hash_token", "new_token"]
 
@@ -95,8 +96,5 @@ class TokenStore:
         return None
 
     async def _get(self, digest: str) -> TokenRecord | None:
-        try:
-            entry = await self._kv.get(digest)
-        except KeyNotFoundError:
-            return None
-        return TokenRecord.model_validate_json(entry.value) if entry.value else None
+        found = await kv_read(self._kv, digest)
+        return None if found is None else TokenRecord.model_validate_json(found[0])
