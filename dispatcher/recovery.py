@@ -3,13 +3,15 @@
 Every submission ingest issued is noted (leadersboard/issued.py). Once a note is older than
 `recover_after_s`, the dispatcher asks the store for its manifest: present without a job means the
 event was lost on the way, and the submission goes through the same intake as an event would. A note
-is dropped as soon as its job exists; a note whose manifest never came expires with the bucket's TTL.
+is dropped as soon as its job exists, or once its upload URLs expired (plus a grace period) without a
+manifest; the bucket's TTL drops whatever is left.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 
 from botocore.exceptions import ClientError
 
@@ -19,11 +21,14 @@ from dispatcher.view import JobView
 from leadersboard import keys
 from leadersboard.issued import IssuedStore
 from leadersboard.keys import ManifestKey
+from leadersboard.models import IssuedSubmission, utcnow
 from leadersboard.s3 import S3Client
 
 __all__ = ["Recovery"]
 
 log = logging.getLogger("dispatcher")
+
+UPLOAD_GRACE_S = 600.0
 
 
 class Recovery:
@@ -41,14 +46,16 @@ class Recovery:
         recovered = 0
         for note in await self.issued.older_than(self.settings.recover_after_s):
             where = ManifestKey(note.user, note.submission_id)
-            if note.submission_id not in self.view.records:
-                if not await asyncio.to_thread(self._manifest_uploaded, where):
-                    continue  # still uploading, or abandoned: the TTL forgets it
-                log.warning(
-                    "no bucket event for %s of %s: dispatching it from the store", where.submission_id, where.user
-                )
+            if note.submission_id in self.view.records:
+                pass  # its event came: nothing to do
+            elif await asyncio.to_thread(self._manifest_uploaded, where):
+                log.warning("no bucket event for %s of %s: dispatching it from the store", *_named(note))
                 await self.intake.dispatch(where)
                 recovered += 1
+            elif not _abandoned(note):
+                continue  # still uploading
+            else:
+                log.info("submission %s of %s was never uploaded; not looked for any more", *_named(note))
             await self.issued.forget(note.user, note.submission_id)
         return recovered
 
@@ -61,3 +68,14 @@ class Recovery:
                 return False
             raise
         return True
+
+
+def _abandoned(note: IssuedSubmission) -> bool:
+    """Its upload URLs expired a while ago (a PUT started just before expiry may still be finishing)."""
+    if note.uploads_expire_at is None:
+        return False  # the bucket's TTL forgets it
+    return utcnow() > note.uploads_expire_at + timedelta(seconds=UPLOAD_GRACE_S)
+
+
+def _named(note: IssuedSubmission) -> tuple[str, str]:
+    return note.submission_id, note.user

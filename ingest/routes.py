@@ -74,7 +74,7 @@ async def create_submission(request: web.Request) -> web.Response:
         secret=settings.manifest_secret,
     )
     try:
-        await svc.issued.note(caller.user, response.submission_id)
+        await svc.issued.note(caller.user, response.submission_id, uploads_expire_in_s=settings.presign_expiry_s)
     except Exception as exc:  # only the safety net for a lost event: the upload URLs are good without it
         log.warning("could not note submission %s as issued: %r", response.submission_id, exc)
     return web.json_response(response.model_dump(mode="json"), status=201)

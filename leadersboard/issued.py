@@ -24,8 +24,14 @@ class IssuedStore:
     def __init__(self, kv: KeyValue) -> None:
         self._kv = kv
 
-    async def note(self, user: str, submission_id: str) -> None:
-        issued = IssuedSubmission(user=user, submission_id=submission_id, issued_at=utcnow())
+    async def note(self, user: str, submission_id: str, *, uploads_expire_in_s: float) -> None:
+        now = utcnow()
+        issued = IssuedSubmission(
+            user=user,
+            submission_id=submission_id,
+            issued_at=now,
+            uploads_expire_at=now + timedelta(seconds=uploads_expire_in_s),
+        )
         await self._kv.put(_key(user, submission_id), issued.model_dump_json().encode())
 
     async def forget(self, user: str, submission_id: str) -> None:

@@ -283,6 +283,8 @@ class IssuedSubmission(BaseModel):
     user: str
     submission_id: str
     issued_at: datetime
+    uploads_expire_at: datetime | None = None
+    """When its upload URLs expire: a manifest still missing some time after that never comes."""
 
 
 class MetricsFile(BaseModel):

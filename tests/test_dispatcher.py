@@ -11,6 +11,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from pydantic import SecretStr
 
+from dispatcher.recovery import UPLOAD_GRACE_S
 from dispatcher.service import Dispatcher
 from dispatcher.settings import DispatcherSettings
 from leadersboard import keys
@@ -206,7 +207,7 @@ async def test_an_upload_whose_event_was_lost_is_found_in_the_store(
     uploaded = upload(dispatcher.s3, bucket, "alice", GOOD)  # and no event: lost on the way
     still_uploading = keys.new_submission_id()
     for sid in (uploaded, still_uploading):
-        await issued.note("alice", sid)
+        await issued.note("alice", sid, uploads_expire_in_s=3600)
 
     assert await dispatcher.recovery.recover_unseen() == 1
     record = await dispatcher.jobs.get("alice", uploaded)
@@ -222,7 +223,17 @@ async def test_an_upload_whose_event_was_lost_is_found_in_the_store(
 async def test_a_submission_announced_by_its_event_is_not_looked_for(dispatcher: Dispatcher) -> None:
     bucket = dispatcher.settings.bucket
     sid = upload(dispatcher.s3, bucket, "alice", GOOD)
-    await dispatcher.recovery.issued.note("alice", sid)
+    await dispatcher.recovery.issued.note("alice", sid, uploads_expire_in_s=3600)
     await dispatcher.handle_event(minio_event(bucket, keys.manifest_key("alice", sid)))
     assert await dispatcher.recovery.recover_unseen() == 0
     assert await dispatcher.recovery.issued.older_than(0) == []
+
+
+async def test_a_submission_never_uploaded_is_forgotten_once_its_urls_expired(dispatcher: Dispatcher) -> None:
+    issued = dispatcher.recovery.issued
+    expired, uploading = keys.new_submission_id(), keys.new_submission_id()
+    await issued.note("alice", expired, uploads_expire_in_s=-UPLOAD_GRACE_S - 1)
+    await issued.note("alice", uploading, uploads_expire_in_s=3600)
+    assert await dispatcher.recovery.recover_unseen() == 0
+    assert [n.submission_id for n in await issued.older_than(0)] == [uploading]
+    assert await dispatcher.jobs.get("alice", expired) is None
