@@ -55,7 +55,7 @@ def latency(jobs: int) -> None:
         info = stack.start()
         try:
             with Client(info["urls"]["ingest"], info["admin_token"]) as admin:
-                admin._call("PUT", "/admin/quotas/default", json={"per_hour": 100_000, "concurrent": 2})
+                admin.set_default_quota(per_hour=100_000, concurrent=2)
             submission = Path(tmp) / "job"
             submission.mkdir()
             (submission / "main.py").write_text(TIMED_MAIN)

@@ -102,7 +102,7 @@ def runner_runs(
     around: dict[str, list[float]] = {"warm-up": [], "cached": [], "not cached": []}
     try:
         with Client(info["urls"]["ingest"], info["admin_token"]) as admin:
-            admin._call("PUT", "/admin/quotas/default", json={"per_hour": 100_000, "concurrent": 2})
+            admin.set_default_quota(per_hour=100_000, concurrent=2)
         with Client(info["urls"]["ingest"], info["demo_token"]) as client:
             plan = [("warm-up", cached_zip)]
             for fresh in fresh_zips:

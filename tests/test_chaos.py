@@ -86,7 +86,7 @@ def test_nothing_is_lost_or_doubled_when_everything_crashes(tmp_path: Path) -> N
     with running_stack(tmp_path / "stack", runners=2, overrides=overrides) as (stack, info):
         api = info["urls"]["ingest"]
         with Client(api, info["admin_token"]) as admin:
-            admin._call("PUT", "/admin/quotas/default", json={"per_hour": PER_HOUR, "concurrent": CONCURRENT})
+            admin.set_default_quota(per_hour=PER_HOUR, concurrent=CONCURRENT)
             tokens = {user: admin.create_token(user)["token"] for user in USERS}
         clients = {user: Client(api, token) for user, token in tokens.items()}
         submitted: dict[str, list[str]] = {user: [] for user in USERS}

@@ -43,7 +43,7 @@ def admin(stack: tuple[Stack, dict[str, Any]]) -> Iterator[Client]:
 
 
 def user(stack: tuple[Stack, dict[str, Any]], admin: Client, name: str, *, concurrent: int) -> Client:
-    admin._call("PUT", f"/admin/quotas/users/{name}", json={"concurrent": concurrent})
+    admin.set_user_quota(name, concurrent=concurrent)
     return Client(stack[1]["urls"]["ingest"], admin.create_token(name)["token"])
 
 
