@@ -47,7 +47,7 @@ class Intake:
         self.quotas = quotas
         self.s3 = s3
         self.view = view
-        # Events of different users are handled concurrently; one user's are serialized for the rate limit.
+        # Events of different users are handled concurrently; one user's in order, for the rate limit and age.
         self._user_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     async def handle_event(self, data: bytes) -> None:
@@ -65,10 +65,12 @@ class Intake:
 
     async def dispatch(self, where: ManifestKey) -> None:
         """Record the submission once: `pending` (the scheduler releases it) or `failed` with the reason."""
-        if await self.jobs.get(where.user, where.submission_id) is not None:
-            return  # a redelivered or replayed event
-        record = await asyncio.to_thread(self._judge, where)
+        # One user's events are taken in the order they arrived (the lock is FIFO and taken first), so an
+        # older submission is never recorded, hence released, after a newer one of the same user.
         async with self._user_locks[where.user]:
+            if await self.jobs.get(where.user, where.submission_id) is not None:
+                return  # a redelivered or replayed event
+            record = await asyncio.to_thread(self._judge, where)
             await self._record(record)
 
     async def _record(self, record: JobRecord) -> None:

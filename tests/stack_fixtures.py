@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from leadersboard.client import Client
+from leadersboard.models import JobRecord
 from leadersboard.stack.up import Stack, StackPorts
 
 __all__ = ["client_for", "running_stack", "write_submission"]
@@ -53,3 +54,13 @@ def running_stack(
 
 def client_for(info: dict[str, Any], token_key: str = "demo_token") -> Client:
     return Client(info["urls"]["ingest"], info[token_key])
+
+
+def max_overlap(records: list[JobRecord]) -> int:
+    """The most jobs running at once among `records` (finished ones, by their start and end times)."""
+    edges = sorted([(r.started_at, 1) for r in records] + [(r.finished_at, -1) for r in records])  # type: ignore[list-item]
+    running = peak = 0
+    for _, step in edges:
+        running += step
+        peak = max(peak, running)
+    return peak

@@ -20,7 +20,7 @@ from leadersboard.client import ApiError, Client, collect_files
 from leadersboard.models import JobRecord, JobStatus
 from leadersboard.s3 import make_client
 from leadersboard.stack.up import Stack
-from tests.stack_fixtures import running_stack, write_submission
+from tests.stack_fixtures import max_overlap, running_stack, write_submission
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos, pytest.mark.timeout(1500)]
 
@@ -143,16 +143,7 @@ def _check(stack: Stack, info: dict[str, Any], records: dict[str, list[JobRecord
     assert missing == []
 
     for user, user_records in records.items():
-        peak = _max_overlap(user_records)
+        peak = max_overlap(user_records)
         print(f"{user}: {len(user_records)} accepted (limit {PER_HOUR}/h), {peak} running at most (limit {CONCURRENT})")
         assert len(user_records) <= PER_HOUR
         assert peak <= CONCURRENT
-
-
-def _max_overlap(records: list[JobRecord]) -> int:
-    edges = sorted([(r.started_at, 1) for r in records] + [(r.finished_at, -1) for r in records])  # type: ignore[list-item]
-    running = peak = 0
-    for _, step in edges:
-        running += step
-        peak = max(peak, running)
-    return peak

@@ -15,7 +15,7 @@ from leadersboard import nats_io
 from leadersboard.client import ApiError, Client
 from leadersboard.models import JobRecord, JobStatus
 from leadersboard.stack.up import Stack
-from tests.stack_fixtures import client_for, running_stack, write_submission
+from tests.stack_fixtures import client_for, max_overlap, running_stack, write_submission
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -78,15 +78,6 @@ def running(client: Client, sid: str, attempt: int | None = None) -> bool:
 
 def wait_all(client: Client, ids: list[str], timeout_s: float = 120) -> list[JobRecord]:
     return [client.wait(sid, timeout_s=timeout_s, poll_s=0.3) for sid in ids]
-
-
-def max_overlap(records: list[JobRecord]) -> int:
-    edges = sorted([(r.started_at, 1) for r in records] + [(r.finished_at, -1) for r in records])  # type: ignore[list-item]
-    running = peak = 0
-    for _, step in edges:
-        running += step
-        peak = max(peak, running)
-    return peak
 
 
 def test_per_user_concurrency_is_capped_and_jobs_start_oldest_first(stack, admin, tmp_path: Path) -> None:

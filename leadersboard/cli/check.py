@@ -16,9 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.table import Table
-
-from leadersboard.cli.output import console, err, write
+from leadersboard.cli.output import console, err, metrics_table, write
 from leadersboard.client import collect_files
 
 if TYPE_CHECKING:
@@ -157,12 +155,7 @@ def _judge(settings: RunnerSettings, workspace: Workspace, config: str, result: 
     record = JobRecord(submission_id="local-check", user="local", entrypoint="", config=config, created_at=utcnow())
     dataset = dataset_name(record, metrics, workspace.work / config)
     console.print(f"[green]check passed[/green]: metrics.json is valid (dataset {dataset})")
-    table = Table(header_style="bold")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for name, value in metrics.metrics.items():
-        table.add_row(name, f"{value:.6g}")
-    console.print(table)
+    console.print(metrics_table(metrics.metrics))
     if metrics.params:
         console.print("params: " + ", ".join(f"{k}={v}" for k, v in metrics.params.items()))
     return 0

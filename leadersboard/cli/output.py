@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ __all__ = [
     "err",
     "human_bytes",
     "job_table",
+    "metrics_table",
     "print_json",
     "report",
     "status_text",
@@ -113,16 +115,20 @@ def job_table(records: list[JobRecord], *, show_user: bool, title: str | None = 
     return table
 
 
+def metrics_table(metrics: Mapping[str, float]) -> Table:
+    table = Table(header_style="bold")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in metrics.items():
+        table.add_row(name, f"{value:.6g}")
+    return table
+
+
 def report(record: JobRecord) -> int:
     """The end of a followed job: metrics on stdout and exit 0 if it completed, else the reason and exit 1."""
     if record.status is JobStatus.COMPLETED:
         console.print(f"[green]completed[/green]: {record.submission_id} (dataset {record.dataset or 'default'})")
-        table = Table(header_style="bold")
-        table.add_column("metric")
-        table.add_column("value", justify="right")
-        for name, value in record.metrics.items():
-            table.add_row(name, f"{value:.6g}")
-        console.print(table)
+        console.print(metrics_table(record.metrics))
         if record.mlflow_run_url:
             console.print(f"MLflow run: {record.mlflow_run_url}")
         return 0
