@@ -212,9 +212,20 @@ class Manifest(_Strict):
     metadata: dict[str, Any] = Field(default_factory=dict)
     files: list[FileSpec] = Field(min_length=1, max_length=MAX_FILES)
     created_at: datetime
+    token_id: str | None = Field(
+        default=None, description="The id of the token that created the submission: a revoked one stops it."
+    )
     signature: str | None = Field(
         default=None, description="HMAC-SHA256 by ingest over the other fields: edits are detected."
     )
+
+    @model_serializer(mode="wrap")
+    def _without_missing_token(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Manifests written before `token_id` existed serialize as they did: their signatures stay valid.
+        data: dict[str, Any] = handler(self)
+        if self.token_id is None:
+            data.pop("token_id", None)
+        return data
 
 
 class JobStatus(StrEnum):
@@ -256,6 +267,12 @@ class JobRecord(BaseModel):
     mlflow_run_url: str | None = None
     timeout_s: float | None = None
     """The owner's time limit when the job was released (None: the runner's default)."""
+    disk_gib: float | None = None
+    """The owner's disk limit for the job's working and output directories (None: the runner's default)."""
+    memory_gib: float | None = None
+    """The owner's memory limit for the job's whole process tree (None: the runner's default)."""
+    hand_backs: int = 0
+    """How many times a runner gave the job back to the queue (platform outage, shutdown); never reset."""
 
     @property
     def duration_s(self) -> float | None:
@@ -274,6 +291,10 @@ class JobMessage(_Strict):
     """The owner's time limit at release (None: the runner's default); the runner copies it into the record."""
     queued_at: datetime | None = None
     """When it was released; copied into the record by whichever comes first, the dispatcher or the runner."""
+    disk_gib: float | None = None
+    """The owner's per-job disk limit at release (None: the runner's default)."""
+    memory_gib: float | None = None
+    """The owner's per-job memory limit at release (None: the runner's default)."""
 
 
 class IssuedSubmission(BaseModel):
@@ -317,6 +338,10 @@ class Quota(_Strict):
     concurrent: int = Field(default=2, ge=1, le=1000)
     job_timeout_s: int | None = Field(default=None, ge=1, le=7 * 24 * 3600)
     """A job's time limit; None: the runner's own `LB_RUNNER_JOB_TIMEOUT_S`."""
+    job_disk_gib: float | None = Field(default=None, gt=0, le=10_000)
+    """A job's disk limit (working and output directories); None: the runner's own default."""
+    job_memory_gib: float | None = Field(default=None, gt=0, le=10_000)
+    """A job's memory limit (its whole process tree); None: the runner's own default."""
 
 
 class QuotaOverride(_Strict):
@@ -326,13 +351,12 @@ class QuotaOverride(_Strict):
     per_hour: int | None = Field(default=None, ge=0, le=100_000)
     concurrent: int | None = Field(default=None, ge=1, le=1000)
     job_timeout_s: int | None = Field(default=None, ge=1, le=7 * 24 * 3600)
+    job_disk_gib: float | None = Field(default=None, gt=0, le=10_000)
+    job_memory_gib: float | None = Field(default=None, gt=0, le=10_000)
 
     def apply(self, default: Quota) -> Quota:
-        return Quota(
-            per_hour=default.per_hour if self.per_hour is None else self.per_hour,
-            concurrent=default.concurrent if self.concurrent is None else self.concurrent,
-            job_timeout_s=default.job_timeout_s if self.job_timeout_s is None else self.job_timeout_s,
-        )
+        fields = ("per_hour", "concurrent", "job_timeout_s", "job_disk_gib", "job_memory_gib")
+        return Quota(**{f: getattr(default, f) if getattr(self, f) is None else getattr(self, f) for f in fields})
 
 
 class RateLedger(BaseModel):

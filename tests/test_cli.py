@@ -168,19 +168,33 @@ def test_admin_tokens_and_quotas(stack: tuple[Stack, dict[str, Any]], home: Path
     ok(admin("quota", "set", "--user", "carol", "--per-hour", "8"))  # concurrent stays 3
     ok(admin("quota", "set", "--user", "carol", "--timeout-s", "600"))
     carol = as_json(admin("quota", "show", "--user", "carol", "--json"))
-    assert carol["effective"] == {"per_hour": 8, "concurrent": 3, "job_timeout_s": 600}
+    assert carol["effective"] == {
+        "per_hour": 8,
+        "concurrent": 3,
+        "job_timeout_s": 600,
+        "job_disk_gib": None,
+        "job_memory_gib": None,
+    }
     assert "600 s" in ok(admin("quota", "show", "--user", "carol")).stdout
     before = as_json(admin("quota", "show", "--json"))["default"]
     ok(admin("quota", "set", "--default", "--per-hour", str(before["per_hour"] + 1)))
     overview = as_json(admin("quota", "show", "--json"))
     assert overview["default"] == {**before, "per_hour": before["per_hour"] + 1}
-    assert overview["users"]["carol"] == {"per_hour": 8, "concurrent": 3, "job_timeout_s": 600}
+    assert overview["users"]["carol"] == {
+        "per_hour": 8,
+        "concurrent": 3,
+        "job_timeout_s": 600,
+        "job_disk_gib": None,
+        "job_memory_gib": None,
+    }
     assert "carol" in ok(admin("quota", "show")).stdout
     ok(admin("quota", "reset", "--user", "carol"))
     assert as_json(admin("quota", "show", "--user", "carol", "--json"))["override"] == {
         "per_hour": None,
         "concurrent": None,
         "job_timeout_s": None,
+        "job_disk_gib": None,
+        "job_memory_gib": None,
     }
     ok(admin("quota", "set", "--default", "--per-hour", str(before["per_hour"])))
 

@@ -39,7 +39,13 @@ async def test_200_simultaneous_creates_with_a_limit_of_50_accept_exactly_50(api
 async def test_admin_changes_take_effect_at_once(api: Api, alice: str, bob: str) -> None:
     response = await api.put("/api/v1/admin/quotas/users/alice", json={"per_hour": 1}, headers=bearer(ADMIN_TOKEN))
     assert response.status == 200
-    assert (await response.json())["effective"] == {"per_hour": 1, "concurrent": 2, "job_timeout_s": None}
+    assert (await response.json())["effective"] == {
+        "per_hour": 1,
+        "concurrent": 2,
+        "job_timeout_s": None,
+        "job_disk_gib": None,
+        "job_memory_gib": None,
+    }
 
     assert (await api.post("/api/v1/submissions", json=ONE_FILE, headers=bearer(alice))).status == 201
     assert (await api.post("/api/v1/submissions", json=ONE_FILE, headers=bearer(alice))).status == 429
@@ -50,8 +56,20 @@ async def test_admin_changes_take_effect_at_once(api: Api, alice: str, bob: str)
     assert (await api.post("/api/v1/submissions", json=ONE_FILE, headers=bearer(alice))).status == 201
 
     listing = await (await api.get("/api/v1/admin/quotas", headers=bearer(ADMIN_TOKEN))).json()
-    assert listing["users"]["alice"] == {"per_hour": 3, "concurrent": None, "job_timeout_s": None}
-    assert listing["default"] == {"per_hour": 50, "concurrent": 2, "job_timeout_s": None}
+    assert listing["users"]["alice"] == {
+        "per_hour": 3,
+        "concurrent": None,
+        "job_timeout_s": None,
+        "job_disk_gib": None,
+        "job_memory_gib": None,
+    }
+    assert listing["default"] == {
+        "per_hour": 50,
+        "concurrent": 2,
+        "job_timeout_s": None,
+        "job_disk_gib": None,
+        "job_memory_gib": None,
+    }
 
 
 async def test_quota_endpoints_are_for_admins_and_validate(api: Api, alice: str) -> None:
