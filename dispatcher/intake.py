@@ -1,4 +1,4 @@
-"""From a bucket event to a job record: validation, signature, the authoritative rate limit."""
+"""From a bucket event to a job record: validation, signature, the creating token, the authoritative rate limit."""
 
 from __future__ import annotations
 
@@ -17,12 +17,14 @@ from dispatcher.view import JobView
 from leadersboard import keys
 from leadersboard.jobs import JobStore
 from leadersboard.keys import ManifestKey
+from leadersboard.limits import MAX_METADATA_BYTES, MAX_RECORD_BYTES
 from leadersboard.models import JobRecord, JobStatus, Manifest, S3EventEnvelope, utcnow
 from leadersboard.quotas import RATE_WINDOW_S, QuotaStore
 from leadersboard.s3 import S3Client
 from leadersboard.signing import signature_valid
+from leadersboard.tokens import TokenStore
 
-__all__ = ["CREATED_EVENTS", "Intake"]
+__all__ = ["CREATED_EVENTS", "TOKEN_REVOKED", "Intake"]
 
 log = logging.getLogger("dispatcher")
 
@@ -36,15 +38,23 @@ CREATED_EVENTS = frozenset(
     }
 )
 RATE_LIMIT_PREFIX = "rate limit:"
+TOKEN_REVOKED = "token revoked before the upload finished"
 
 
 class Intake:
     def __init__(
-        self, settings: DispatcherSettings, jobs: JobStore, quotas: QuotaStore, s3: S3Client, view: JobView
+        self,
+        settings: DispatcherSettings,
+        jobs: JobStore,
+        quotas: QuotaStore,
+        tokens: TokenStore,
+        s3: S3Client,
+        view: JobView,
     ) -> None:
         self.settings = settings
         self.jobs = jobs
         self.quotas = quotas
+        self.tokens = tokens
         self.s3 = s3
         self.view = view
         # Events of different users are handled concurrently; one user's in order, for the rate limit and age.
@@ -52,16 +62,27 @@ class Intake:
 
     async def handle_event(self, data: bytes) -> None:
         try:
-            envelope = S3EventEnvelope.model_validate_json(data)
+            S3EventEnvelope.model_validate_json(data)
         except ValidationError as exc:
             log.warning("dropping an event that is not a MinIO S3 event: %s", exc.errors()[0]["msg"])
             return
+        for where in self.manifests_in(data):
+            await self.dispatch(where)
+
+    def manifests_in(self, data: bytes) -> list[ManifestKey]:
+        """The submissions whose manifest creation this event announces (none for any other event)."""
+        try:
+            envelope = S3EventEnvelope.model_validate_json(data)
+        except ValidationError:
+            return []
+        found = []
         for record in envelope.Records:
             if record.eventName not in CREATED_EVENTS or record.s3.bucket.name != self.settings.bucket:
                 continue
             where = keys.parse_manifest_key(unquote_plus(record.s3.object.key))
             if where is not None:
-                await self.dispatch(where)
+                found.append(where)
+        return found
 
     async def dispatch(self, where: ManifestKey) -> None:
         """Record the submission once: `pending` (the scheduler releases it) or `failed` with the reason."""
@@ -70,26 +91,52 @@ class Intake:
         async with self._user_locks[where.user]:
             if await self.jobs.get(where.user, where.submission_id) is not None:
                 return  # a redelivered or replayed event
-            record = await asyncio.to_thread(self._judge, where)
-            await self._record(record)
+            record, token_id = await asyncio.to_thread(self._judge, where)
+            await self._record(await self._token_checked(record, token_id))
+
+    async def dead_letter(self, where: ManifestKey, reason: str) -> bool:
+        """Record the submission `failed` with `reason`, unless it has a record already; True if recorded."""
+        async with self._user_locks[where.user]:
+            if await self.jobs.get(where.user, where.submission_id) is not None:
+                return False
+            record = _failed(where, reason)
+            if not await self.jobs.create(record):
+                return False
+            self.view.put(record)
+        log.error("submission %s of %s given up: %s", where.submission_id, where.user, reason)
+        return True
 
     async def _record(self, record: JobRecord) -> None:
         where = ManifestKey(record.user, record.submission_id)
         if record.status is JobStatus.PENDING:
             record = await self._rate_limited(record)
+        record = _fitting(record)
         if await self.jobs.create(record):
             self.view.put(record)
             log.info("submission %s of %s: %s %s", where.submission_id, where.user, record.status, record.error or "")
 
-    def _judge(self, where: ManifestKey) -> JobRecord:
+    def _judge(self, where: ManifestKey) -> tuple[JobRecord, str | None]:
+        """The record to write, and the id of the token that created the submission (None: not recorded)."""
         try:
             manifest = parse_manifest(self._read_manifest(where), where)
             if not signature_valid(manifest, self.settings.manifest_secret):
                 raise InvalidSubmission("manifest.json was modified after ingest issued it; submit again")
             check_uploads(self.s3, self.settings.bucket, manifest)
         except InvalidSubmission as exc:
-            return _failed(where, str(exc))
-        return _pending(manifest)
+            return _failed(where, str(exc)), None
+        return _pending(manifest), manifest.token_id
+
+    async def _token_checked(self, record: JobRecord, token_id: str | None) -> JobRecord:
+        """Failed when the token that created it was revoked before now (tokens are never deleted, so an
+        unknown one counts as revoked); an expired token does not stop it: its upload URLs were granted."""
+        if record.status is not JobStatus.PENDING or token_id is None:
+            return record
+        found = await self.tokens.find(token_id)
+        token = found[1] if found is not None else None
+        # Exactly that id and the submission's owner: `find` also matches the start of an id (for admins).
+        if token is not None and (token.token_id, token.user) == (token_id, record.user) and not token.revoked:
+            return record
+        return record.model_copy(update={"status": JobStatus.FAILED, "error": TOKEN_REVOKED, "finished_at": utcnow()})
 
     def _read_manifest(self, where: ManifestKey) -> bytes:
         key = keys.manifest_key(where.user, where.submission_id)
@@ -139,6 +186,23 @@ def _failed(where: ManifestKey, reason: str) -> JobRecord:
         finished_at=now,
         error=reason,
     )
+
+
+def _fitting(record: JobRecord) -> JobRecord:
+    """The record, or when it would not fit a KV value, the same submission failed without its metadata."""
+    size = len(record.model_dump_json().encode())
+    if size <= MAX_RECORD_BYTES:
+        return record
+    reason = (
+        f"metadata too large: the job record would be {size} bytes and at most {MAX_RECORD_BYTES} fit, so the "
+        f"metadata was left out; keep metadata under {MAX_METADATA_BYTES} bytes of JSON and submit again"
+    )
+    slim = record.model_copy(
+        update={"metadata": {}, "dataset": None, "status": JobStatus.FAILED, "error": reason, "finished_at": utcnow()}
+    )
+    if len(slim.model_dump_json().encode()) <= MAX_RECORD_BYTES:
+        return slim
+    return _failed(ManifestKey(record.user, record.submission_id), reason)
 
 
 def _pending(manifest: Manifest) -> JobRecord:

@@ -13,6 +13,7 @@ from dispatcher.view import JobView
 from leadersboard.jobs import JobStore
 from leadersboard.models import JobMessage, JobRecord, JobStatus, Quota, utcnow
 from leadersboard.quotas import QuotaStore
+from leadersboard.tokens import TokenStore
 
 __all__ = ["Releaser"]
 
@@ -21,12 +22,19 @@ log = logging.getLogger("dispatcher")
 
 class Releaser:
     def __init__(
-        self, settings: DispatcherSettings, js: JetStreamContext, jobs: JobStore, quotas: QuotaStore, view: JobView
+        self,
+        settings: DispatcherSettings,
+        js: JetStreamContext,
+        jobs: JobStore,
+        quotas: QuotaStore,
+        tokens: TokenStore,
+        view: JobView,
     ) -> None:
         self.settings = settings
         self.js = js
         self.jobs = jobs
         self.quotas = quotas
+        self.tokens = tokens
         self.view = view
         self._last_user: str | None = None
         # Released here but not yet seen released in the view (the watcher lags our own writes).
@@ -41,6 +49,8 @@ class Releaser:
             after_user=self._last_user,
         )  # fmt: skip
         for record in releases:
+            if await self._owner_disabled(record):
+                continue
             await self._release(record, quotas[record.user])
             self._last_user = record.user
         return len(releases)
@@ -58,7 +68,12 @@ class Releaser:
     async def _release(self, record: JobRecord, quota: Quota) -> None:
         queued_at = utcnow()
         message = JobMessage(
-            submission_id=record.submission_id, user=record.user, timeout_s=quota.job_timeout_s, queued_at=queued_at
+            submission_id=record.submission_id,
+            user=record.user,
+            timeout_s=quota.job_timeout_s,
+            disk_gib=quota.job_disk_gib,
+            memory_gib=quota.job_memory_gib,
+            queued_at=queued_at,
         )
         # Published before it is marked: a crash in between re-publishes, and the id deduplicates it.
         await self.js.publish(
@@ -72,12 +87,33 @@ class Releaser:
                 return None
             current.queued_at = queued_at
             current.timeout_s = quota.job_timeout_s
+            current.disk_gib = quota.job_disk_gib
+            current.memory_gib = quota.job_memory_gib
             return current
 
         updated = await self.jobs.update(record.user, record.submission_id, mark_queued)
         if updated is not None:
             self._in_flight[record.submission_id] = updated
         log.info("released %s of %s", record.submission_id, record.user)
+
+    async def _owner_disabled(self, record: JobRecord) -> bool:
+        """Cancel instead of releasing a job whose owner was disabled: one recorded while the admin's
+        `user disable` was cancelling the others must not run either."""
+        state = await self.tokens.disabled(record.user)
+        if state is None:
+            return False
+
+        def cancel(current: JobRecord) -> JobRecord | None:
+            if current.status.terminal:
+                return None
+            current.status = JobStatus.CANCELLED
+            current.error = state.cancel_reason
+            current.finished_at = utcnow()
+            return current
+
+        await self.jobs.update(record.user, record.submission_id, cancel)
+        log.info("not releasing %s: %s is disabled", record.submission_id, record.user)
+        return True
 
     async def fail_lost(self) -> int:
         """Fail running jobs whose runner has been silent too long: a job never stays `running`."""

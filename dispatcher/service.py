@@ -1,19 +1,26 @@
-"""The dispatcher process: consume bucket events, keep the job view, release jobs, sweep lost ones."""
+"""The dispatcher process: consume bucket events, keep the job view, release jobs, sweep lost ones.
+
+An event whose handling fails is delivered again after a delay that doubles each time. When it keeps failing
+the same way (`max_event_deliveries`, or `max_event_outage_s` of outage), its submission is recorded `failed`
+with the error and the event is terminated: the owner sees why, and nothing is redelivered forever.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
-from botocore.exceptions import BotoCoreError, ClientError
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.kv import KeyValue
 
+from dispatcher.faults import GAVE_UP, describe, is_outage, repeated_failure
 from dispatcher.intake import CREATED_EVENTS, Intake
 from dispatcher.recovery import Recovery
 from dispatcher.release import Releaser
@@ -24,6 +31,7 @@ from leadersboard.issued import IssuedStore
 from leadersboard.jobs import JobStore
 from leadersboard.quotas import QuotaStore
 from leadersboard.s3 import make_client
+from leadersboard.tokens import TokenStore
 
 __all__ = ["CREATED_EVENTS", "Dispatcher", "run"]
 
@@ -42,20 +50,61 @@ class Dispatcher:
         jobs_kv: KeyValue,
         quotas_kv: KeyValue,
         issued_kv: KeyValue,
+        tokens_kv: KeyValue,
+        *,
         view: JobView | None = None,
     ) -> None:
         self.settings = settings
         self.jobs = JobStore(jobs_kv)
         self.quotas = QuotaStore(quotas_kv)
+        self.tokens = TokenStore(tokens_kv)
         self.s3 = make_client(settings)
         self.view = view or JobView()
-        self.intake = Intake(settings, self.jobs, self.quotas, self.s3, self.view)
-        self.releaser = Releaser(settings, js, self.jobs, self.quotas, self.view)
+        self.intake = Intake(settings, self.jobs, self.quotas, self.tokens, self.s3, self.view)
+        self.releaser = Releaser(settings, js, self.jobs, self.quotas, self.tokens, self.view)
         self.recovery = Recovery(settings, IssuedStore(issued_kv), self.s3, self.view, self.intake)
         self._jobs_kv = jobs_kv
 
     async def handle_event(self, data: bytes) -> None:
         await self.intake.handle_event(data)
+
+    async def handle_message(self, message: Msg) -> None:
+        """Handle one event and settle it: ack, nak with a growing delay, or record its submissions failed
+        and terminate it once it has failed the same way too often."""
+        try:
+            await self.handle_event(message.data)
+        except Exception as exc:
+            await self._handle_failure(message, exc)
+            return
+        await _settle(message.ack())
+
+    async def _handle_failure(self, message: Msg, exc: Exception) -> None:
+        delivered, published_at = message.metadata.num_delivered, message.metadata.timestamp
+        if is_outage(exc):
+            log.warning("event failed on delivery %d: %s", delivered, describe(exc))
+        else:  # a bug or a refusal: the traceback is what the admins need
+            log.exception("event failed on delivery %d of at most %d", delivered, self.settings.max_event_deliveries)
+        reason = _give_up_reason(self.settings, exc, delivered, published_at)
+        if reason is not None and await self._dead_letter(message.data, reason):
+            await _settle(message.term())
+            return
+        delay_s = min(self.settings.event_retry_delay_s * 2 ** (delivered - 1), self.settings.event_retry_max_delay_s)
+        await _settle(message.nak(delay=delay_s))
+
+    async def _dead_letter(self, data: bytes, reason: str) -> bool:
+        """Record every submission of the event failed; False only when an outage prevents it (retried)."""
+        submissions = self.intake.manifests_in(data)
+        try:
+            for where in submissions:
+                await self.intake.dead_letter(where, reason)
+        except Exception as exc:
+            if is_outage(exc):
+                log.warning("could not record an event's submission as failed (%s); retrying", describe(exc))
+                return False
+            # Even the smallest record is refused: nothing more to try. The log names what is lost.
+            names = ", ".join(f"{w.submission_id} of {w.user}" for w in submissions)
+            log.exception("dropping the event of %s: not even a failed record could be stored (%s)", names, reason)
+        return True
 
     async def start_view(self) -> asyncio.Task[None]:
         task = asyncio.create_task(self.view.follow(self._jobs_kv))
@@ -94,15 +143,15 @@ async def run(settings: DispatcherSettings, *, stop: asyncio.Event | None = None
         view.resync.set()
 
     nc = await nats_io.connect(settings, name="dispatcher", on_reconnect=resync_view)
-    js = nc.jetstream()
-    await nats_io.ensure_topology(js, settings)
+    js = nc.jetstream()  # the topology is the admin's to declare (nats_io.ensure_topology): here we only bind
     dispatcher = Dispatcher(
         settings,
         js,
         await js.key_value(settings.jobs_kv_bucket),
         await js.key_value(settings.quotas_kv_bucket),
         await js.key_value(settings.issued_kv_bucket),
-        view,
+        await js.key_value(settings.tokens_kv_bucket),
+        view=view,
     )
     view_task = await dispatcher.start_view()
     releasing = asyncio.create_task(dispatcher.release_forever(stop))
@@ -130,7 +179,7 @@ async def run(settings: DispatcherSettings, *, stop: asyncio.Event | None = None
                 log.warning("fetching events failed (%r); retrying", exc)
                 await asyncio.sleep(RETRY_DELAY_S)
                 continue
-            await asyncio.gather(*(_process(dispatcher, message) for message in messages))
+            await asyncio.gather(*(dispatcher.handle_message(message) for message in messages))
     finally:
         stop.set()
         await releasing
@@ -140,16 +189,21 @@ async def run(settings: DispatcherSettings, *, stop: asyncio.Event | None = None
         await nc.drain()
 
 
-async def _process(dispatcher: Dispatcher, message: Msg) -> None:
+async def _settle(ack: Awaitable[None]) -> None:
+    """Ack, nak or term; when NATS is away the event simply comes back after its ack wait."""
     try:
-        await dispatcher.handle_event(message.data)
-    except (BotoCoreError, ClientError, NatsTimeoutError, ConnectionError) as exc:
-        # The store or NATS is down: leave the event for later, nothing is lost.
-        log.warning("will retry an event: %r", exc)
-        await message.nak(delay=RETRY_DELAY_S)
-        return
-    except Exception:
-        log.exception("unexpected error on an event; it will be redelivered")
-        await message.nak(delay=RETRY_DELAY_S)
-        return
-    await message.ack()
+        await ack
+    except Exception as exc:
+        log.warning("could not settle an event (%s); it will be redelivered", describe(exc))
+
+
+def _give_up_reason(settings: DispatcherSettings, exc: Exception, delivered: int, published_at: datetime) -> str | None:
+    """Why the event's submissions end failed now, or None while another delivery may succeed."""
+    if not is_outage(exc):
+        if delivered < settings.max_event_deliveries:
+            return None
+        return repeated_failure(delivered, exc)
+    waited_s = (datetime.now(UTC) - published_at).total_seconds()
+    if waited_s < settings.max_event_outage_s:
+        return None
+    return f"{GAVE_UP}: the store or NATS kept failing for {waited_s:.0f} s ({describe(exc)}); submit again"

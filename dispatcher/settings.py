@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from leadersboard.settings import NatsSettings, S3Settings, SigningSettings
@@ -25,5 +26,14 @@ class DispatcherSettings(NatsSettings, S3Settings, SigningSettings):
     recover_after_s: float = 30.0
     """A submission issued this long ago without a job is looked for in the store (its event may be lost)."""
     recover_interval_s: float = 10.0
+    max_event_deliveries: int = Field(default=5, ge=1)
+    """An event whose handling fails this many times in a way that is not an outage (a store 4xx, a record
+    NATS refuses, a bug) ends its submission `failed` with the error: never an endless redelivery."""
+    event_retry_delay_s: float = Field(default=2.0, gt=0)
+    """Delay before an event that failed is delivered again; doubled on each delivery."""
+    event_retry_max_delay_s: float = Field(default=60.0, gt=0)
+    max_event_outage_s: float = Field(default=24 * 3600.0, gt=0)
+    """An event still failing for an outage (store or NATS unreachable) this long after it was published ends
+    its submission `failed` too."""
     burst: bool = False
     """Exit once the event stream is drained and nothing is left to release (tests, one-off catch-ups)."""

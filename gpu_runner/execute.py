@@ -12,17 +12,28 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gpu_runner.cgroups import CgroupHost, JobCgroup, host_cgroups
+from gpu_runner.disk import JobDisk, disk_method
 from gpu_runner.sandbox import COMPAT_DIR, Bind, Limits, Sandbox
 from gpu_runner.settings import RunnerSettings
 from gpu_runner.workspace import Workspace
 from leadersboard.models import JobRecord, utcnow
 
-__all__ = ["ExecResult", "JobLaunch", "job_environment", "run_entrypoint", "truncation_marker"]
+__all__ = [
+    "ExecResult",
+    "JobLaunch",
+    "host_limits",
+    "job_environment",
+    "limit_reason",
+    "run_entrypoint",
+    "truncation_marker",
+]
 
 KILL_GRACE_S = 5.0
 READ_CHUNK = 1024 * 1024
 TAIL_BYTES = 16 * 1024
 DRAIN_AFTER_EXIT_S = 5.0
+GIB = 1024**3
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,8 @@ class ExecResult:
     """Bytes of output read past the log cap and thrown away."""
     tail: str = ""
     """The end of the job's output, also when it was past the cap (for the failure reason)."""
+    over_limit: str | None = None
+    """`memory limit of M GiB reached` or `disk limit of N GiB reached` when the job went over one."""
 
     @property
     def signal(self) -> int | None:
@@ -60,11 +73,24 @@ class JobLaunch:
     sandbox: Sandbox | None
     datasets: list[Bind] = field(default_factory=list)
     weights_cache: Path | None = None
+    memory_bytes: int = 0
+    """The whole job's memory (its cgroup); 0 or no `cgroups`: only the per-process RLIMIT_DATA."""
+    cgroups: CgroupHost | None = None
+    disk: JobDisk | None = None
+    """The job's disk limit on its workspace (None: only the per-file RLIMIT_FSIZE)."""
 
     @classmethod
     def from_settings(
-        cls, settings: RunnerSettings, *, timeout_s: float, sandbox: Sandbox | None, datasets: list[Bind] | None = None
+        cls,
+        settings: RunnerSettings,
+        *,
+        timeout_s: float,
+        sandbox: Sandbox | None,
+        datasets: list[Bind] | None = None,
+        memory_gib: float | None = None,
+        disk: JobDisk | None = None,
     ) -> JobLaunch:
+        cgroups = host_cgroups()
         return cls(
             python_executable=settings.python_executable,
             gpu=settings.gpu,
@@ -74,7 +100,28 @@ class JobLaunch:
             sandbox=sandbox,
             datasets=datasets or [],
             weights_cache=settings.weights_cache_dir.resolve() if settings.weights_cache_dir else None,
+            memory_bytes=int((memory_gib or settings.job_memory_gib) * GIB),
+            cgroups=cgroups if isinstance(cgroups, CgroupHost) else None,
+            disk=disk,
         )
+
+
+def host_limits(settings: RunnerSettings) -> tuple[list[str], list[str]]:
+    """(what the host lets the runner enforce, what it cannot): logged at start, loudly for the second."""
+    enforced, missing = [], []
+    cgroups = host_cgroups()
+    if isinstance(cgroups, CgroupHost):
+        enforced.append(f"job memory: {cgroups.describe()} (default {settings.job_memory_gib:g} GiB per job)")
+    else:
+        missing.append(
+            f"job memory is NOT limited per job: {cgroups.reason}; only RLIMIT_DATA applies, per process "
+            f"({settings.job_memory_bytes / GIB:g} GiB): run the runner as root with a writable cgroup "
+            "memory controller (v1) or a delegated cgroup v2 subtree"
+        )
+    method, why = disk_method(settings)
+    line = f"job disk: {method}: {why} (default {settings.job_disk_gib:g} GiB per job)"
+    (enforced if method == "loop" else missing).append(line)
+    return enforced, missing
 
 
 def job_environment(
@@ -121,6 +168,10 @@ async def run_entrypoint(
         argv = launch.sandbox.wrap(argv, cwd=workspace.work, binds=[*binds, *launch.datasets], limits=launch.limits)
     elif prlimit := shutil.which("prlimit"):
         argv = [*launch.limits.prlimit_argv(prlimit), *argv]
+    group = None
+    if launch.cgroups is not None and launch.memory_bytes > 0:
+        group = JobCgroup(launch.cgroups, launch.memory_bytes).create()
+        argv = group.join_argv(argv)  # in the group before prlimit, bwrap or main.py run
     env = job_environment(
         workspace, python_executable=launch.python_executable, gpu=launch.gpu, weights_cache=launch.weights_cache
     )
@@ -142,10 +193,18 @@ async def run_entrypoint(
     assert process.stdout is not None
     capture = _LogCapture(workspace.log, launch.max_log_bytes)
     reader = asyncio.create_task(capture.drain(process.stdout))
+    disk_full = asyncio.Event()
+    watcher = asyncio.create_task(launch.disk.watch(disk_full) if launch.disk else disk_full.wait())
     try:
-        outcome = await _wait(process, launch.timeout_s, cancelled)
+        outcome = await _wait(process, launch.timeout_s, cancelled, disk_full)
     finally:
+        watcher.cancel()
         await _kill_group(process)  # also when the runner itself is being cancelled
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        memory_kills = group.oom_kills() if group is not None else 0
+        if group is not None:
+            await asyncio.to_thread(group.remove)
     # The sandbox's pid namespace is gone with its init, so the pipe closes; unsandboxed, a detached child
     # could keep it open: stop reading after a while.
     with contextlib.suppress(TimeoutError):
@@ -154,6 +213,11 @@ async def run_entrypoint(
     with contextlib.suppress(asyncio.CancelledError):
         await reader
     capture.close()
+    over_limit = None
+    if memory_kills:  # one process killed may leave the job limping on: it went over all the same
+        over_limit = f"memory limit of {launch.memory_bytes / GIB:g} GiB reached"
+    elif launch.disk is not None and (outcome == "disk" or await asyncio.to_thread(launch.disk.over)):
+        over_limit = f"disk limit of {launch.disk.limit_bytes / GIB:g} GiB reached"
     return ExecResult(
         exit_code=process.returncode,
         wall_time_s=time.monotonic() - started,
@@ -162,7 +226,35 @@ async def run_entrypoint(
         log_bytes=capture.kept,
         discarded_bytes=capture.discarded,
         tail=capture.tail_text(),
+        over_limit=over_limit,
     )
+
+
+def limit_reason(result: ExecResult) -> str:
+    """The failure reason of a job that went over its memory or disk limit: what to do, then its log's end."""
+    assert result.over_limit is not None
+    if result.over_limit.startswith("memory"):
+        advice = (
+            "the job's processes together (with files in /tmp and /dev/shm) used all of it and the kernel killed "
+            "one; use less memory (smaller batches, fewer data loader workers) or ask an admin for a higher limit"
+        )
+    else:
+        advice = (
+            "the working, output and TMPDIR directories together may hold no more; "
+            "write less (fewer checkpoints, smaller images) or ask an admin for a higher limit"
+        )
+    code = f"exit code {result.exit_code}"
+    if result.signal is not None:
+        code += f" (killed by {_signal_name(result.signal)})"
+    lines = "\n".join(result.tail.splitlines()[-15:])
+    return f"{result.over_limit}: {advice}; {code}; last lines of the log:\n{lines}"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 class _LogCapture:
@@ -203,15 +295,23 @@ class _LogCapture:
         self.file.close()
 
 
-async def _wait(process: asyncio.subprocess.Process, timeout_s: float, cancelled: asyncio.Event) -> str:
+async def _wait(
+    process: asyncio.subprocess.Process, timeout_s: float, cancelled: asyncio.Event, disk_full: asyncio.Event
+) -> str:
     exited = asyncio.ensure_future(process.wait())
     cancel_wait = asyncio.ensure_future(cancelled.wait())
-    done, _ = await asyncio.wait({exited, cancel_wait}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    disk_wait = asyncio.ensure_future(disk_full.wait())
+    done, _ = await asyncio.wait(
+        {exited, cancel_wait, disk_wait}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+    )
     cancel_wait.cancel()
+    disk_wait.cancel()
     if exited in done:
         return "exited"
     exited.cancel()
-    return "cancelled" if cancel_wait in done else "timeout"
+    if cancel_wait in done:
+        return "cancelled"
+    return "disk" if disk_wait in done else "timeout"
 
 
 async def _kill_group(process: asyncio.subprocess.Process) -> None:

@@ -11,13 +11,15 @@ from dataclasses import dataclass
 
 from gpu_runner.datasets import DatasetCache
 from gpu_runner.diagnosis import failure_reason
-from gpu_runner.execute import ExecResult, JobLaunch, run_entrypoint
+from gpu_runner.disk import GIB, JobDisk, is_disk_full_error, open_workspace
+from gpu_runner.execute import ExecResult, JobLaunch, limit_reason, run_entrypoint
 from gpu_runner.results import BadMetrics, dataset_name, output_files, read_metrics, upload_results
 from gpu_runner.sandbox import Limits, dataset_cache_root, resolve_sandbox
 from gpu_runner.settings import RunnerSettings
 from gpu_runner.tracking import log_run
 from gpu_runner.workspace import BadSubmission, Workspace, extract_zip, link_datasets, prepare
 from leadersboard import keys
+from leadersboard.limits import MAX_PARAM_VALUE_CHARS
 from leadersboard.models import JobRecord, JobStatus, MetricsFile, utcnow
 from leadersboard.s3 import S3Client
 
@@ -58,17 +60,25 @@ class JobOutcome:
 async def execute_job(
     settings: RunnerSettings, s3: S3Client, record: JobRecord, cancelled: asyncio.Event
 ) -> JobOutcome:
-    workspace = Workspace(settings.work_dir.resolve() / record.submission_id).create()
+    root = settings.work_dir.resolve() / record.submission_id
+    disk_bytes = int((record.disk_gib or settings.job_disk_gib) * GIB)  # the owner's quota, else the default
+    workspace, disk = await asyncio.to_thread(open_workspace, settings, root, disk_bytes)
     try:
-        outcome, metrics, wall_time_s = await _run_with_live_log(settings, s3, record, workspace, cancelled)
+        outcome, metrics, wall_time_s = await _run_with_live_log(settings, s3, record, workspace, cancelled, disk)
         return await _finish(settings, s3, record, workspace, outcome, metrics, wall_time_s)
     finally:
+        await asyncio.to_thread(disk.release, keep=settings.keep_workdirs)
         if not settings.keep_workdirs:
             workspace.remove()
 
 
 async def _run_with_live_log(
-    settings: RunnerSettings, s3: S3Client, record: JobRecord, workspace: Workspace, cancelled: asyncio.Event
+    settings: RunnerSettings,
+    s3: S3Client,
+    record: JobRecord,
+    workspace: Workspace,
+    cancelled: asyncio.Event,
+    disk: JobDisk,
 ) -> tuple[JobOutcome, MetricsFile | None, float]:
     stop_flushing = asyncio.Event()
     flusher = asyncio.create_task(_flush_log_until(stop_flushing, settings, s3, record, workspace))
@@ -85,6 +95,11 @@ async def _run_with_live_log(
         except BadSubmission as exc:
             _note(workspace, f"[leadersboard] submission rejected: {exc}")
             return JobOutcome(JobStatus.FAILED, str(exc)), None, 0.0
+        except OSError as exc:
+            if not is_disk_full_error(exc):
+                raise
+            reason = f"disk limit of {disk.limit_bytes / GIB:g} GiB reached: the submission's files do not fit in it"
+            return JobOutcome(JobStatus.FAILED, reason), None, 0.0
         for line in prepared.notes:
             _note(workspace, line)
         if sandbox is None:
@@ -95,7 +110,9 @@ async def _run_with_live_log(
             shutil.copyfile(config, workspace.root / SUBMITTED_CONFIG)
         timeout_s = float(record.timeout_s or settings.job_timeout_s)
         datasets = prepared.mounts if sandbox is not None else []
-        launch = JobLaunch.from_settings(settings, timeout_s=timeout_s, sandbox=sandbox, datasets=datasets)
+        launch = JobLaunch.from_settings(
+            settings, timeout_s=timeout_s, sandbox=sandbox, datasets=datasets, memory_gib=record.memory_gib, disk=disk
+        )
         result = await run_entrypoint(workspace, record, launch, cancelled)
         outcome, metrics = _judge(settings, workspace, result, timeout_s, launch.limits)
         return outcome, metrics, result.wall_time_s
@@ -110,6 +127,8 @@ def _judge(
 ) -> tuple[JobOutcome, MetricsFile | None]:
     if result.cancelled:
         return JobOutcome(JobStatus.CANCELLED, "cancelled while running", result.exit_code), None
+    if result.over_limit is not None:  # before the exit code: the limit is why it crashed
+        return JobOutcome(JobStatus.FAILED, limit_reason(result), result.exit_code), None
     if result.timed_out:
         reason = f"timeout: still running after the limit of {timeout_s:.0f} s; the job was killed"
         return JobOutcome(JobStatus.FAILED, reason, result.exit_code), None
@@ -125,6 +144,13 @@ def _judge(
         metrics = read_metrics(workspace.output, max_bytes=settings.max_metrics_bytes)
     except BadMetrics as exc:
         return JobOutcome(JobStatus.FAILED, str(exc), result.exit_code), None
+    long_params = metrics.long_params()
+    if long_params:  # kept, cut: a long value is a description, not what ranks
+        names = ", ".join(repr(name) for name in long_params[:10]) + (" ..." if len(long_params) > 10 else "")
+        _note(
+            workspace,
+            f"[leadersboard] {len(long_params)} param values cut to {MAX_PARAM_VALUE_CHARS} characters: {names}",
+        )
     return JobOutcome(JobStatus.COMPLETED, None, 0, metrics), metrics
 
 

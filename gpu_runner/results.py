@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -9,10 +10,11 @@ import yaml
 from pydantic import ValidationError
 
 from leadersboard import keys
+from leadersboard.limits import MAX_METRICS, MAX_PARAMS, mlflow_name_problem
 from leadersboard.models import JobRecord, MetricsFile
 from leadersboard.s3 import S3Client
 
-__all__ = ["BadMetrics", "dataset_name", "output_files", "read_metrics", "upload_results"]
+__all__ = ["BadMetrics", "check_names", "dataset_name", "fit_record", "output_files", "read_metrics", "upload_results"]
 
 
 class BadMetrics(Exception):
@@ -30,11 +32,28 @@ def read_metrics(output: Path, *, max_bytes: int) -> MetricsFile:
     if size > max_bytes:
         raise BadMetrics(f"metrics.json is {size} bytes; the limit is {max_bytes} bytes")
     try:
-        return MetricsFile.model_validate_json(path.read_bytes())
+        metrics = MetricsFile.model_validate_json(path.read_bytes())
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "metrics.json"
         raise BadMetrics(f"metrics.json is malformed: {where}: {first['msg']}") from exc
+    check_names(metrics)
+    return metrics
+
+
+def check_names(metrics: MetricsFile) -> None:
+    """MLflow's own rules, before anything is logged: a name MLflow would refuse fails the job.
+
+    Names are never rewritten: a rewritten metric name would silently change what ranks (decided in
+    docs/failure-reasons.md).
+    """
+    for kind, names, limit in (("metric", metrics.metrics, MAX_METRICS), ("param", metrics.params, MAX_PARAMS)):
+        if len(names) > limit:
+            raise BadMetrics(f"metrics.json has {len(names)} {kind}s; at most {limit} are allowed")
+        for name in names:
+            problem = mlflow_name_problem(name)
+            if problem is not None:
+                raise BadMetrics(f"metrics.json: {kind} {name!r} is not a valid name: {problem}")
 
 
 def dataset_name(record: JobRecord, metrics: MetricsFile | None, config_path: Path) -> str:
@@ -85,3 +104,85 @@ def upload_results(client: S3Client, bucket: str, record: JobRecord, *, log: Pat
     for path in outputs:
         relative = path.relative_to(output).as_posix()
         client.upload_file(str(path), bucket, keys.result_key(user, sid, f"output/{relative}"))
+
+
+KEPT_ERROR_CHARS = 4000
+KEPT_VALUE_CHARS = 200
+
+
+def fit_record(record: JobRecord, max_bytes: int) -> JobRecord:
+    """`record` if it fits in `max_bytes` as JSON; else a copy trimmed until it does, saying so in `error`.
+
+    A record that does not fit is refused by NATS (max_payload) on every try: storing it cut is the only way
+    the job ends and the runner is freed. Metrics (what ranks) go last; what was cut stays in the job's
+    results (metrics.json, job.log) in the store.
+    """
+    if _size(record) <= max_bytes:
+        return record
+    fitted = record.model_copy(deep=True)
+    cuts: list[str] = []
+    for cut in _CUTS:
+        before = _size(fitted)
+        what = cut(fitted)
+        if _size(fitted) < before:
+            cuts.append(what)
+        if _size(fitted) <= max_bytes - NOTE_ROOM_BYTES:
+            break
+    note = (
+        f"[the job record was cut to fit {max_bytes} bytes: {'; '.join(cuts)}; "
+        "the job's full results (metrics.json, job.log) are in its results]"
+    )
+    fitted.error = f"{fitted.error}\n{note}" if fitted.error else note
+    return fitted
+
+
+NOTE_ROOM_BYTES = 1024
+"""Left for the note itself."""
+
+
+def _cut_error(record: JobRecord) -> str:
+    if record.error:
+        record.error = record.error[:KEPT_ERROR_CHARS]
+    return f"error cut to {KEPT_ERROR_CHARS} characters"
+
+
+def _cut_metadata_values(record: JobRecord) -> str:
+    for key, value in list(record.metadata.items()):
+        text = value if isinstance(value, str) else json.dumps(value)
+        if len(text) > KEPT_VALUE_CHARS:
+            record.metadata[key] = text[:KEPT_VALUE_CHARS]
+    return f"metadata values cut to {KEPT_VALUE_CHARS} characters"
+
+
+def _cut_params(record: JobRecord) -> str:
+    record.params = {k: v[:KEPT_VALUE_CHARS] for k, v in record.params.items()}
+    return f"param values cut to {KEPT_VALUE_CHARS} characters"
+
+
+def _drop_metadata(record: JobRecord) -> str:
+    count = len(record.metadata)
+    record.metadata = {k: v for k, v in record.metadata.items() if k in ("dataset", "method")}
+    return f"{count - len(record.metadata)} metadata keys dropped"
+
+
+def _drop_params(record: JobRecord) -> str:
+    count, record.params = len(record.params), {}
+    return f"{count} params dropped"
+
+
+def _drop_metrics(record: JobRecord) -> str:
+    count, record.metrics = len(record.metrics), {}
+    return f"{count} metrics dropped"
+
+
+def _drop_files(record: JobRecord) -> str:
+    count, record.files = len(record.files), []
+    return f"the list of {count} submitted files dropped"
+
+
+_CUTS = (_cut_error, _cut_metadata_values, _cut_params, _drop_metadata, _drop_params, _drop_metrics, _drop_files)
+"""Least harmful first: the error's tail and long strings, then whole fields; metrics (what ranks) last."""
+
+
+def _size(record: JobRecord) -> int:
+    return len(record.model_dump_json().encode())

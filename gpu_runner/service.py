@@ -5,19 +5,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 
-from botocore.exceptions import BotoCoreError, ClientError
-from mlflow.exceptions import MlflowException
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig
 from pydantic import ValidationError
 
 from gpu_runner.job import JobOutcome, execute_job
+from gpu_runner.results import fit_record
 from gpu_runner.settings import RunnerSettings
+from gpu_runner.tracking import client_environment
 from leadersboard import nats_io
+from leadersboard.faults import classify
 from leadersboard.jobs import JobStore
 from leadersboard.models import JobMessage, JobRecord, JobStatus, utcnow
 from leadersboard.s3 import S3Client, make_client
@@ -25,19 +28,15 @@ from leadersboard.s3 import S3Client, make_client
 __all__ = ["Runner", "run"]
 
 log = logging.getLogger("gpu_runner")
-HAND_BACK_DELAY_S = 5.0
+FALLBACK_RECORD_BYTES = 64 * 1024
+"""The record stored when the outcome itself cannot be: small enough for any NATS server."""
 
 
-def is_transient(exc: BaseException) -> bool:
-    """A fault of a backing service (connection refused, 5xx), as opposed to one of the job."""
-    if isinstance(exc, BotoCoreError | ConnectionError):
-        return True
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")).startswith("5")
-    return isinstance(exc, MlflowException) and "RESOURCE_DOES_NOT_EXIST" not in str(exc.error_code)
+@dataclass
+class Interruption:
+    """Why a run must be handed back (an outage of the store or MLflow, the runner shutting down)."""
 
-
-OUTCOME_PERSIST_S = 600.0
+    cause: str | None = None
 
 
 class Runner:
@@ -59,11 +58,17 @@ class Runner:
             await message.ack()  # finished, cancelled, or given up as lost: nothing to run
             return
         log.info("running %s of %s (attempt %d)", record.submission_id, record.user, record.attempts)
-        interrupted = asyncio.Event()
-        outcome = await self._run_with_heartbeat(message, record, interrupted)
-        if interrupted.is_set() and await self._hand_back(record):
-            await message.nak(delay=HAND_BACK_DELAY_S)
-            log.info("%s handed back to the queue", record.submission_id)
+        interruption = Interruption()
+        outcome = await self._run_with_heartbeat(message, record, interruption)
+        if interruption.cause is not None:
+            released = await self._hand_back(record, interruption.cause)
+            if released is not None and released.status is JobStatus.PENDING:
+                await message.nak(delay=self.settings.hand_back_delay_s)
+                log.info("%s handed back to the queue (%s)", record.submission_id, interruption.cause)
+                return
+            with contextlib.suppress(Exception):
+                await message.ack()
+            log.info("%s not handed back: %s", record.submission_id, released.error if released else "gone")
             return
         final = await self._record_outcome(record, outcome)
         with contextlib.suppress(Exception):  # if the ack is lost, the redelivery finds the job finished
@@ -71,30 +76,62 @@ class Runner:
         log.info("%s finished: %s", record.submission_id, final.status if final else "gone")
 
     async def _record_outcome(self, record: JobRecord, outcome: JobOutcome) -> JobRecord | None:
-        """Store the terminal state, waiting out a NATS restart rather than losing a finished job's result."""
-        deadline = time.monotonic() + OUTCOME_PERSIST_S
+        """Store the terminal state (cut to fit if it is too large), waiting out a NATS restart for a bounded
+        time rather than losing a finished job's result; a refusal (e.g. MaxPayloadError) is not waited out."""
+        deadline = time.monotonic() + self.settings.outcome_persist_s
+
+        def apply(current: JobRecord) -> JobRecord | None:
+            updated = outcome.apply(current)
+            return None if updated is None else fit_record(updated, self.settings.max_record_bytes)
+
         while True:
             try:
-                return await self.jobs.update(record.user, record.submission_id, outcome.apply)
+                return await self.jobs.update(record.user, record.submission_id, apply)
             except Exception as exc:
+                fault = classify(exc)
+                if fault is not None and not fault.transient:  # the same on every try
+                    log.warning("the outcome of %s was refused (%s)", record.submission_id, fault.reason)
+                    return await self._record_unstorable(record, fault.reason)
                 if time.monotonic() > deadline:
                     raise
                 log.warning("recording the outcome of %s failed (%r); retrying", record.submission_id, exc)
                 await asyncio.sleep(1.0)
 
-    async def _hand_back(self, record: JobRecord) -> bool:
-        """running (ours) -> pending again, for another runner; False if it was cancelled meanwhile."""
+    async def _record_unstorable(self, record: JobRecord, reason: str) -> JobRecord | None:
+        """One try at a small terminal record saying why the real one could not be stored."""
+        note = f"the job's outcome could not be stored ({reason}); its results (job.log, metrics.json) are kept"
+        fallback = JobOutcome(JobStatus.FAILED, note)
+
+        def apply(current: JobRecord) -> JobRecord | None:
+            updated = fallback.apply(current)
+            return None if updated is None else fit_record(updated, FALLBACK_RECORD_BYTES)
+
+        return await self.jobs.update(record.user, record.submission_id, apply)
+
+    async def _hand_back(self, record: JobRecord, cause: str) -> JobRecord | None:
+        """running (ours) -> pending again, for another runner, counted in `hand_backs` (never reset).
+
+        `attempts` keeps counting the runs that count against the job: a hand-back gives its claim back (the
+        runner-lost rule of `_claim` compares it with max_attempts). A job already handed back max_hand_backs
+        times ends `failed` instead: `handed back N times: <cause>`, so an outage that never ends, or a fault
+        taken for one, cannot re-run main.py forever.
+        """
 
         def release(current: JobRecord) -> JobRecord | None:
             if current.status is not JobStatus.RUNNING or current.runner != self.settings.runner_id:
                 return None
+            if current.hand_backs >= self.settings.max_hand_backs:
+                current.status = JobStatus.FAILED
+                current.error = f"handed back {current.hand_backs} times: {cause}"
+                current.finished_at = utcnow()
+                return fit_record(current, self.settings.max_record_bytes)
             current.status = JobStatus.PENDING
             current.runner = None
             current.attempts -= 1  # not the job's fault
+            current.hand_backs += 1
             return current
 
-        updated = await self.jobs.update(record.user, record.submission_id, release)
-        return updated is not None and updated.status is JobStatus.PENDING
+        return await self.jobs.update(record.user, record.submission_id, release)
 
     def _claim(self, record: JobRecord, job: JobMessage) -> JobRecord | None:
         """pending -> running (ours); a running job only if its runner went silent (then retry or give up)."""
@@ -116,30 +153,36 @@ class Runner:
         record.heartbeat_at = now
         record.attempts += 1
         record.timeout_s = job.timeout_s or record.timeout_s
+        record.disk_gib = job.disk_gib or record.disk_gib
+        record.memory_gib = job.memory_gib or record.memory_gib
         record.queued_at = record.queued_at or job.queued_at  # the runner may claim before the dispatcher marks
         return record
 
-    async def _run_with_heartbeat(self, message: Msg, record: JobRecord, interrupted: asyncio.Event) -> JobOutcome:
+    async def _run_with_heartbeat(self, message: Msg, record: JobRecord, interruption: Interruption) -> JobOutcome:
         cancelled = asyncio.Event()
         heartbeat = asyncio.create_task(self._heartbeat(message, record, cancelled))
-        watchdog = asyncio.create_task(self._stop_after_grace(cancelled, interrupted))
+        watchdog = asyncio.create_task(self._stop_after_grace(cancelled, interruption))
         try:
             return await execute_job(self.settings, self.s3, record, cancelled)
         except Exception as exc:
-            if is_transient(exc):  # the store or MLflow is down: not the job's fault, run it again later
-                log.warning("store or tracking unavailable while running %s (%r)", record.submission_id, exc)
-                interrupted.set()
-                return JobOutcome(JobStatus.FAILED, "platform unavailable")
+            fault = classify(exc)
+            if fault is not None and fault.transient:  # an outage: not the job's fault, run it again later
+                log.warning("platform unavailable while running %s (%r)", record.submission_id, exc)
+                interruption.cause = fault.reason
+                return JobOutcome(JobStatus.FAILED, fault.reason)
+            if fault is not None:  # a refusal: the same on every attempt
+                log.warning("%s refused: %s", record.submission_id, fault.reason)
+                return JobOutcome(JobStatus.FAILED, fault.reason)
             log.exception("runner fault on %s", record.submission_id)
             return JobOutcome(JobStatus.FAILED, f"internal runner error ({type(exc).__name__}); please report it")
         finally:
             heartbeat.cancel()
             watchdog.cancel()
 
-    async def _stop_after_grace(self, cancelled: asyncio.Event, interrupted: asyncio.Event) -> None:
+    async def _stop_after_grace(self, cancelled: asyncio.Event, interruption: Interruption) -> None:
         await self.stop.wait()
         await asyncio.sleep(self.settings.shutdown_grace_s)
-        interrupted.set()
+        interruption.cause = f"runner {self.settings.runner_id} shut down while the job ran"
         cancelled.set()
 
     async def _heartbeat(self, message: Msg, record: JobRecord, cancelled: asyncio.Event) -> None:
@@ -167,9 +210,10 @@ class Runner:
 async def run(settings: RunnerSettings, *, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
     settings.work_dir.mkdir(parents=True, exist_ok=True)
+    # MLflow's client reads its retry policy from the environment only (its default waits minutes per call).
+    os.environ.update(client_environment(settings))
     nc = await nats_io.connect(settings, name=f"runner-{settings.runner_id}")
-    js = nc.jetstream()
-    await nats_io.ensure_topology(js, settings)
+    js = nc.jetstream()  # the topology is the admin's to declare (nats_io.ensure_topology): here we only bind
     runner = Runner(settings, JobStore(await js.key_value(settings.jobs_kv_bucket)), make_client(settings), stop)
     subscription = await js.pull_subscribe(
         settings.jobs_subject,

@@ -4,10 +4,12 @@ import os
 import socket
 import sys
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from leadersboard.limits import MAX_RECORD_BYTES
 from leadersboard.settings import NatsSettings, S3Settings
 
 __all__ = ["RunnerSettings"]
@@ -32,6 +34,18 @@ class RunnerSettings(NatsSettings, S3Settings):
     max_metrics_bytes: int = 1024 * 1024
     max_output_bytes: int = 512 * 1024**2
     max_attempts: int = 2
+    max_hand_backs: int = 3
+    """A job handed back this many times (outages, shutdowns) fails at the next one instead, with the cause."""
+    hand_back_delay_s: float = 5.0
+    """A job handed back is offered to the runners again after this long."""
+    outcome_persist_s: float = 600.0
+    """How long a finished job's outcome is retried through a NATS outage before the runner gives up."""
+    max_record_bytes: int = MAX_RECORD_BYTES
+    """A terminal job record larger than this is stored cut, with a note (NATS refuses over max_payload)."""
+    mlflow_http_max_retries: int = 4
+    mlflow_http_backoff_factor: int = 1
+    """MLflow's client retries a failed request this often, waiting 1, 2, 4... times this (s) in between."""
+    mlflow_http_timeout_s: int = 60
     heartbeat_interval_s: float = 2.0
     shutdown_grace_s: float = 30.0
     """On SIGTERM, a job still running after this long is stopped and handed back to the queue."""
@@ -41,6 +55,9 @@ class RunnerSettings(NatsSettings, S3Settings):
     keep_workdirs: bool = False
     mlflow_tracking_uri: str = "http://127.0.0.1:5010"
     mlflow_public_url: str = "http://127.0.0.1:5010"
+    mlflow_username: str = "runner"
+    """The runner's MLflow account (MLflow runs with basic auth; see leadersboard/mlflow_auth.py)."""
+    mlflow_password: SecretStr | None = None
     burst: bool = False
     """Exit once the work queue is empty (for tests and one-off runs)."""
 
@@ -52,7 +69,8 @@ class RunnerSettings(NatsSettings, S3Settings):
     """The unprivileged uid jobs run as when the runner is root (give each runner of a host its own)."""
     job_gid: int = 65534
     job_memory_bytes: int = 16 * 1024**3
-    """RLIMIT_DATA of every job process (heap and anonymous memory, not the address space: CUDA works); 0: none."""
+    """RLIMIT_DATA of every job process (heap and anonymous memory, not the address space: CUDA works); 0: none.
+    A per-process backstop: `job_memory_gib` bounds the job as a whole."""
     job_max_processes: int = 1024
     """RLIMIT_NPROC: processes and threads of the job uid at once."""
     job_max_open_files: int = 8192
@@ -60,6 +78,16 @@ class RunnerSettings(NatsSettings, S3Settings):
     """RLIMIT_FSIZE: the largest file a job may write."""
     job_tmpfs_bytes: int = 1024**3
     """Size of the job's private /tmp and /dev/shm (memory-backed); TMPDIR points to the disk instead."""
+    job_memory_gib: float = Field(default=16.0, gt=0)
+    """Memory of the job's whole process tree (its cgroup; /tmp and /dev/shm count too); a user's quota
+    `job_memory_gib` overrides it per job (gpu_runner/cgroups.py)."""
+    job_disk_gib: float = Field(default=50.0, gt=0)
+    """Disk of the job's working, output and TMPDIR directories together; a user's quota `job_disk_gib`
+    overrides it per job (gpu_runner/disk.py)."""
+    job_disk_method: Literal["auto", "loop", "watch"] = "auto"
+    """`loop`: a size-limited volume per job (root); `watch`: poll usage and kill; `auto`: loop if possible."""
+    job_disk_poll_s: float = Field(default=0.5, gt=0)
+    """How often the `watch` method sums a job's usage (the overshoot is the write rate times this)."""
     sandbox_hide: list[str] = Field(default_factory=list)
     """More host directories to hide from jobs (the runner's home, /run and its data dirs always are)."""
     max_log_bytes: int = 8 * 1024**2

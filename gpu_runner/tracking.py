@@ -1,18 +1,48 @@
-"""One MLflow run per finished job, in an experiment per dataset; idempotent by submission id."""
+"""One MLflow run per finished job, in an experiment per dataset; idempotent by submission id.
+
+What is sent always fits MLflow's own limits (leadersboard/limits.py): metric names and param keys were
+checked in metrics.json already (gpu_runner/results.py), values are cut to MLflow's lengths, batches hold at
+most MLFLOW_MAX_PARAMS_PER_BATCH params, and a metadata tag whose key MLflow would refuse is left out (the
+record keeps it). So a big but valid outcome is logged, never refused.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from leadersboard.limits import (
+    MLFLOW_MAX_PARAM_VALUE_CHARS,
+    MLFLOW_MAX_PARAMS_PER_BATCH,
+    MLFLOW_MAX_TAG_VALUE_CHARS,
+    mlflow_name_problem,
+)
 from leadersboard.models import JobRecord, MetricsFile
 
-__all__ = ["TrackedRun", "log_run"]
+if TYPE_CHECKING:
+    from gpu_runner.settings import RunnerSettings
+
+__all__ = ["TrackedRun", "client_environment", "log_run"]
+
+T = TypeVar("T")
+MAX_METRICS_PER_BATCH = 1000
+"""MLflow's log_batch takes at most 1000 metrics (and 1000 entities in all)."""
+
+
+def client_environment(settings: RunnerSettings) -> dict[str, str]:
+    """MLflow's client takes its retry policy from these variables only."""
+    return {
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(settings.mlflow_http_max_retries),
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": str(settings.mlflow_http_backoff_factor),
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(settings.mlflow_http_timeout_s),
+    }
 
 
 @dataclass(frozen=True)
@@ -36,12 +66,17 @@ def log_run(
     client = MlflowClient(tracking_uri)
     experiment_id = _experiment(client, dataset)
     run_id = _run_for(client, experiment_id, record)
-    params = [Param(k, v) for k, v in (metrics.params_as_strings() if metrics else {}).items()]
+    strings = metrics.params_as_strings() if metrics else {}
+    params = [Param(k, v[:MLFLOW_MAX_PARAM_VALUE_CHARS]) for k, v in strings.items()]
     now_ms = int(time.time() * 1000)
     values = [Metric(k, float(v), now_ms, 0) for k, v in (metrics.metrics if metrics else {}).items()]
     values.append(Metric("wall_time_s", wall_time_s, now_ms, 0))
-    tags = [RunTag(k, str(v)[:5000]) for k, v in _tags(record, dataset).items()]
-    client.log_batch(run_id, metrics=values, params=params, tags=tags)
+    tags = [RunTag(k, str(v)[:MLFLOW_MAX_TAG_VALUE_CHARS]) for k, v in _tags(record, dataset).items()]
+    client.log_batch(run_id, tags=tags)
+    for some_params in _chunks(params, MLFLOW_MAX_PARAMS_PER_BATCH):
+        client.log_batch(run_id, params=some_params)
+    for some_metrics in _chunks(values, MAX_METRICS_PER_BATCH):
+        client.log_batch(run_id, metrics=some_metrics)
     for path in artifacts:
         client.log_artifact(run_id, str(path))
     for path in outputs:
@@ -60,13 +95,18 @@ def _tags(record: JobRecord, dataset: str) -> dict[str, object]:
         "mlflow.user": record.user,
     }
     for key, value in record.metadata.items():
-        tags[f"metadata.{key}"] = value
+        if mlflow_name_problem(str(key)) is None:  # a key from before the edge checked them: skip, not fail
+            tags[f"metadata.{key}"] = value
     for key in ("method", "description"):
         if key in record.metadata:
             tags[key] = record.metadata[key]
     if "description" in record.metadata:
         tags["mlflow.note.content"] = record.metadata["description"]
     return tags
+
+
+def _chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 def _experiment(client: MlflowClient, dataset: str) -> str:

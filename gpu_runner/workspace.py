@@ -7,11 +7,14 @@ extracted into the working directory itself.
 
 from __future__ import annotations
 
+import lzma
 import shutil
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 from gpu_runner.datasets import CachedDataset, DatasetCache, Extractor, file_sha256
 from gpu_runner.sandbox import Bind
@@ -21,6 +24,7 @@ from leadersboard.s3 import S3Client
 __all__ = [
     "BadSubmission",
     "ChecksumMismatch",
+    "DamagedArchive",
     "Prepared",
     "UnsafeArchive",
     "Workspace",
@@ -43,6 +47,15 @@ class BadSubmission(Exception):
 
 class UnsafeArchive(BadSubmission):
     """A zip that would write outside its directory, or expand beyond the limits."""
+
+
+class DamagedArchive(BadSubmission):
+    """A zip that cannot be read to the end: truncated, a bad CRC, corrupt compressed data, a bad header."""
+
+
+DAMAGE = (EOFError, zipfile.BadZipFile, zlib.error, lzma.LZMAError, NotImplementedError)
+"""What the zipfile module raises, in all, on a damaged archive (EOFError: an entry claims more bytes than
+the file holds; BadZipFile: a bad CRC-32, header or directory; zlib/lzma errors: corrupt compressed data)."""
 
 
 class ChecksumMismatch(BadSubmission):
@@ -164,24 +177,56 @@ def extract_zip(
     (by default MAX_ZIP_TOTAL_BYTES in all and MAX_ZIP_RATIO times the archive's compressed size)."""
     root = destination.resolve()
     try:
-        with zipfile.ZipFile(archive) as zf:
-            members = zf.infolist()
-            _check_sizes(
-                archive,
-                members,
-                MAX_ZIP_TOTAL_BYTES if max_total_bytes is None else max_total_bytes,
-                MAX_ZIP_RATIO if max_ratio is None else max_ratio,
-            )
-            for member in members:
-                target = _safe_target(root, member)
-                if member.is_dir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
+        zf = zipfile.ZipFile(archive)
+    except DAMAGE as exc:
+        raise _damaged(archive, None, exc) from exc
+    with zf:
+        members = zf.infolist()
+        _check_sizes(
+            archive,
+            members,
+            MAX_ZIP_TOTAL_BYTES if max_total_bytes is None else max_total_bytes,
+            MAX_ZIP_RATIO if max_ratio is None else max_ratio,
+        )
+        for member in members:
+            target = _safe_target(root, member)
+            if member.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
                 with zf.open(member) as source, target.open("wb") as sink:
-                    shutil.copyfileobj(source, sink, 1024 * 1024)
-    except zipfile.BadZipFile as exc:
-        raise UnsafeArchive(f"{archive.name} is not a valid zip file ({exc})") from exc
+                    _copy(archive, member, source, sink)
+            except DAMAGE as exc:
+                raise _damaged(archive, member, exc) from exc
+
+
+def _copy(archive: Path, member: zipfile.ZipInfo, source: IO[bytes], sink: IO[bytes]) -> None:
+    while True:
+        try:
+            chunk = source.read(COPY_CHUNK_BYTES)
+        except OSError as exc:  # bz2's "Invalid data stream"; a write error (disk full) is not damage
+            raise _damaged(archive, member, exc) from exc
+        if not chunk:
+            return
+        sink.write(chunk)
+
+
+def _damaged(archive: Path, member: zipfile.ZipInfo | None, exc: BaseException) -> DamagedArchive:
+    """`dataset zip NAME is damaged: <what>`: the one reason for every way a zip can be unreadable."""
+    entry = f"entry {member.filename!r}: " if member is not None else ""
+    if isinstance(exc, EOFError):
+        what = f"{entry}the file ends before the {member.compress_size if member else '?'} bytes it declares"
+    elif isinstance(exc, zlib.error | lzma.LZMAError | OSError):
+        what = f"{entry}corrupt compressed data ({exc})"
+    elif isinstance(exc, NotImplementedError):
+        what = f"{entry}unsupported compression method {member.compress_type if member else '?'} ({exc})"
+    else:
+        what = f"{entry}{exc}"
+    return DamagedArchive(
+        f"dataset zip {archive.name} is damaged: {what}; the upload is likely incomplete or corrupt: "
+        "check the zip locally (unzip -t) and submit it again"
+    )
 
 
 def _check_sizes(archive: Path, members: list[zipfile.ZipInfo], max_total: int, max_ratio: float) -> None:

@@ -4,8 +4,10 @@
         healthy when URL answers 2xx within 5 s (ingest, frontend, MLflow).
     python /opt/leadersboard/healthcheck.py nats SERVICE
         healthy when NATS answers with the settings SERVICE reads (`dispatcher` or `runner`: the
-        LB_DISPATCHER_* / LB_RUNNER_* variables) and the events and jobs streams exist. A worker
-        with no HTTP port is thereby checked for what it needs: the address, the token, the topology.
+        LB_DISPATCHER_* / LB_RUNNER_* variables) and the stream it consumes exists (the events
+        stream, the jobs stream). A worker with no HTTP port is thereby checked for what it needs:
+        the address, its NATS user and password, the topology. Only that stream: its NATS user may
+        see nothing else.
 
 Exit status 0 = healthy, 1 = unhealthy (the reason on stderr). Standard library plus what the
 service itself imports; nothing here is used outside containers.
@@ -43,8 +45,11 @@ def _settings(service: str) -> NatsSettings:
 async def check_nats(service: str) -> None:
     import nats
 
+    from leadersboard.nats_permissions import inbox_prefix
+
     settings = _settings(service)
-    token = settings.nats_token.get_secret_value() if settings.nats_token else None
+    password = settings.nats_password.get_secret_value() if settings.nats_password else None
+    stream = settings.events_stream if service == "dispatcher" else settings.jobs_stream
 
     async def quiet(exc: Exception) -> None:  # the failure is reported once, below
         pass
@@ -52,7 +57,9 @@ async def check_nats(service: str) -> None:
     nc = await nats.connect(
         settings.nats_url,
         error_cb=quiet,
-        token=token,
+        user=settings.nats_user,
+        password=password,
+        inbox_prefix=inbox_prefix(settings.nats_user),
         name=f"{service}-healthcheck",
         allow_reconnect=False,
         max_reconnect_attempts=1,  # 0 would mean "forever" to nats-py
@@ -60,8 +67,7 @@ async def check_nats(service: str) -> None:
     )
     try:
         js = nc.jetstream(timeout=TIMEOUT_S)
-        for stream in (settings.events_stream, settings.jobs_stream):
-            await js.stream_info(stream)
+        await js.stream_info(stream)
     finally:
         await nc.close()
 

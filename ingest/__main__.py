@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
-from aiohttp import web
-
-from ingest.app import create_app
+from ingest.server import serve
 from ingest.settings import IngestSettings
 
 
 def run(settings: IngestSettings) -> None:
-    # aiohttp's runner drains in-flight requests on SIGTERM/SIGINT before the cleanup context closes NATS.
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None, shutdown_timeout=10)
+    # Drains in-flight requests on SIGTERM/SIGINT before the cleanup context closes NATS.
+    asyncio.run(serve(settings))
 
 
 def main() -> None:

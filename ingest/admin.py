@@ -1,4 +1,4 @@
-"""Admin routes: issue, list and revoke tokens."""
+"""Admin routes: issue, list and revoke tokens; disable and enable users; quotas."""
 
 from __future__ import annotations
 
@@ -10,9 +10,21 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from ingest.auth import require_admin
-from ingest.context import json_body, services
-from ingest.errors import BadRequest, NotFound
-from leadersboard.models import USER_NAME_PATTERN, Quota, QuotaOverride, Role, TokenRecord, utcnow
+from ingest.context import parse_body, services
+from ingest.errors import BadRequest, Conflict, NotFound
+from leadersboard.jobs import JobStore
+from leadersboard.models import (
+    USER_NAME_PATTERN,
+    DisabledUser,
+    JobRecord,
+    JobStatus,
+    Quota,
+    QuotaOverride,
+    Role,
+    TokenRecord,
+    utcnow,
+)
+from leadersboard.tokens import UserDisabledError
 
 __all__ = ["CreateTokenRequest", "add_routes"]
 
@@ -28,6 +40,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/admin/tokens", create_token)
     app.router.add_get("/api/v1/admin/tokens", list_tokens)
     app.router.add_post("/api/v1/admin/tokens/{token_id}/revoke", revoke_token)
+    app.router.add_post("/api/v1/admin/users/{user}/disable", disable_user)
+    app.router.add_post("/api/v1/admin/users/{user}/enable", enable_user)
     app.router.add_get("/api/v1/admin/quotas", list_quotas)
     app.router.add_put("/api/v1/admin/quotas/default", set_default_quota)
     app.router.add_get("/api/v1/admin/quotas/users/{user}", get_user_quota)
@@ -41,9 +55,12 @@ def _token_view(record: TokenRecord) -> dict[str, Any]:
 async def create_token(request: web.Request) -> web.Response:
     svc = services(request)
     await require_admin(request, svc.tokens)
-    body = CreateTokenRequest.model_validate(await json_body(request))
+    body = await parse_body(request, CreateTokenRequest)
     expires_at = utcnow() + timedelta(seconds=body.expires_in_s) if body.expires_in_s else None
-    token, record = await svc.tokens.create(body.user, role=body.role, expires_at=expires_at)
+    try:
+        token, record = await svc.tokens.create(body.user, role=body.role, expires_at=expires_at)
+    except UserDisabledError as exc:
+        raise Conflict(f"user: {exc}") from exc
     return web.json_response({"token": token, **_token_view(record)}, status=201)
 
 
@@ -62,6 +79,66 @@ async def revoke_token(request: web.Request) -> web.Response:
     return web.json_response(_token_view(record))
 
 
+async def disable_user(request: web.Request) -> web.Response:
+    """Revoke every token of the user, refuse new ones, and cancel its pending and running jobs."""
+    svc = services(request)
+    caller = await require_admin(request, svc.tokens)
+    user = _user(request)
+    if user == caller.user:
+        raise Conflict(f"user: {user!r} is your own account; another admin has to disable it")
+    revoked = await svc.tokens.disable_user(user, by=caller.user)
+    state = await svc.tokens.disabled(user)
+    if state is None:  # enabled again by a concurrent call: report what is true now
+        return web.json_response(_user_view(user, None, revoked, []))
+    cancelled = [
+        record.submission_id
+        for record in await svc.jobs.list_records(user)
+        if not record.status.terminal and await _cancel_for(svc.jobs, record, state)
+    ]
+    return web.json_response(_user_view(user, state, revoked, cancelled))
+
+
+async def _cancel_for(jobs: JobStore, record: JobRecord, state: DisabledUser) -> bool:
+    """Mark the job cancelled as POST /submissions/{id}/cancel does: a runner running it notices at its
+    next heartbeat and kills it. True if this call cancelled it."""
+    applied = False
+
+    def cancel(current: JobRecord) -> JobRecord | None:
+        nonlocal applied
+        applied = not current.status.terminal  # called again on a concurrent write: the last verdict counts
+        if not applied:
+            return None
+        current.status = JobStatus.CANCELLED
+        current.error = state.cancel_reason
+        current.finished_at = utcnow()
+        return current
+
+    await jobs.update(record.user, record.submission_id, cancel)
+    return applied
+
+
+async def enable_user(request: web.Request) -> web.Response:
+    """Let the user be issued tokens again; the tokens revoked by `disable` stay revoked."""
+    svc = services(request)
+    await require_admin(request, svc.tokens)
+    user = _user(request)
+    await svc.tokens.enable_user(user)
+    return web.json_response(_user_view(user, None, [], []))
+
+
+def _user_view(
+    user: str, state: DisabledUser | None, revoked: list[TokenRecord], cancelled: list[str]
+) -> dict[str, Any]:
+    return {
+        "user": user,
+        "disabled": state is not None,
+        "disabled_at": state.disabled_at.isoformat() if state else None,
+        "disabled_by": state.disabled_by if state else None,
+        "revoked_tokens": [r.token_id for r in revoked],
+        "cancelled": cancelled,
+    }
+
+
 async def list_quotas(request: web.Request) -> web.Response:
     svc = services(request)
     await require_admin(request, svc.tokens)
@@ -76,7 +153,7 @@ async def list_quotas(request: web.Request) -> web.Response:
 async def set_default_quota(request: web.Request) -> web.Response:
     svc = services(request)
     await require_admin(request, svc.tokens)
-    quota = Quota.model_validate(await json_body(request))
+    quota = await parse_body(request, Quota)
     await svc.quotas.set_default(quota)
     return web.json_response(quota.model_dump(exclude={"version"}))
 
@@ -105,5 +182,5 @@ async def set_user_quota(request: web.Request) -> web.Response:
     svc = services(request)
     await require_admin(request, svc.tokens)
     user = _user(request)
-    await svc.quotas.set_override(user, QuotaOverride.model_validate(await json_body(request)))
+    await svc.quotas.set_override(user, await parse_body(request, QuotaOverride))
     return await get_user_quota(request)

@@ -14,13 +14,14 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import ServiceUnavailableError
 from pydantic import ValidationError
 
-from ingest import routes
+from ingest import mlflow_proxy, routes
 from ingest.context import SERVICES, SETTINGS, Services
-from ingest.errors import ApiError, BadRequest, ServiceUnavailable
+from ingest.errors import ApiError, BadRequest, ServiceUnavailable, http_error_response
 from ingest.settings import IngestSettings
 from leadersboard import nats_io
 from leadersboard.issued import IssuedStore
 from leadersboard.jobs import JobStore
+from leadersboard.metadata import FieldProblem
 from leadersboard.models import Role
 from leadersboard.quotas import QuotaStore
 from leadersboard.s3 import make_client, make_presigner
@@ -39,6 +40,8 @@ def create_app(settings: IngestSettings) -> web.Application:
     )
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_services)
+    if settings.mlflow_proxy_port is not None:  # the public MLflow port, on the same token store
+        app.cleanup_ctx.append(mlflow_proxy.serving)
     routes.add_routes(app)
     return app
 
@@ -46,8 +49,7 @@ def create_app(settings: IngestSettings) -> web.Application:
 async def _services(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     nc = await nats_io.connect(settings, name="ingest")
-    js = nc.jetstream()
-    await nats_io.ensure_topology(js, settings)
+    js = nc.jetstream()  # the topology is the admin's to declare (nats_io.ensure_topology): here we only bind
     jobs = JobStore(await js.key_value(settings.jobs_kv_bucket))
     tokens = TokenStore(await js.key_value(settings.tokens_kv_bucket))
     quotas = QuotaStore(await js.key_value(settings.quotas_kv_bucket))
@@ -85,8 +87,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except ClientError as exc:
         log.warning("store error: %s", exc)
         return ServiceUnavailable("the object store refused the request; retry shortly").response()
-    except web.HTTPException:
-        raise
+    except web.HTTPException as exc:
+        # aiohttp's own: no such route (404), method not allowed (405), body over client_max_size (413).
+        if exc.status < 400:
+            raise
+        return http_error_response(exc, request)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return ApiError("internal server error; please report it to the administrators").response()
@@ -125,7 +130,13 @@ def cors_middleware(settings: IngestSettings) -> Middleware:
 
 def _describe(exc: ValidationError) -> str:
     parts = []
-    for error in exc.errors()[:5]:
-        field = ".".join(str(p) for p in error["loc"]) or "body"
-        parts.append(f"{field}: {error['msg']}")
+    for error in exc.errors(include_input=False)[:5]:
+        location = [str(p)[:60] for p in error["loc"]]  # a hostile key is named, not echoed whole
+        cause = error.get("ctx", {}).get("error")
+        if isinstance(cause, FieldProblem):  # found below the field, e.g. metadata.x<y
+            location += cause.path
+            message = cause.problem
+        else:
+            message = error["msg"]
+        parts.append(f"{'.'.join(location) or 'body'}: {message}")
     return "invalid request: " + "; ".join(parts)

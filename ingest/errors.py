@@ -9,6 +9,9 @@ ApiError
 ├── PayloadTooLarge     413
 ├── TooManyRequests     429  with Retry-After
 └── ServiceUnavailable  503  a backing service is down
+
+The framework's own errors (unknown route 404, 405, the body limit's 413, a request its HTTP parser refuses)
+get the same body through `http_error_response` and `error_response`.
 """
 
 from __future__ import annotations
@@ -27,7 +30,44 @@ __all__ = [
     "ServiceUnavailable",
     "TooManyRequests",
     "Unauthorized",
+    "error_response",
+    "http_error_response",
 ]
+
+_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    417: "expectation_failed",
+    431: "headers_too_large",
+    500: "internal_error",
+    504: "timeout",
+}
+# Headers of aiohttp's plain-text answer that a JSON answer must not carry over.
+_BODY_HEADERS = {"content-type", "content-length", "content-encoding"}
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    """`{"error": {"code", "message"}}` with `status`: the one shape of every error the API answers."""
+    code = _CODES.get(status, "bad_request" if 400 <= status < 500 else "internal_error")
+    body = ErrorBody(error=ErrorDetail(code=code, message=message))
+    return web.json_response(body.model_dump(), status=status, headers=headers)
+
+
+def http_error_response(exc: web.HTTPException, request: web.BaseRequest) -> web.Response:
+    """An error aiohttp raised (no such route, method not allowed, body over the limit), in the API's shape."""
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        message = f"{request.method} is not allowed on {request.path}; allowed: {allowed}"
+    elif isinstance(exc, web.HTTPNotFound):
+        message = f"no such endpoint: {request.method} {request.path}; the API is described at /api/v1/openapi.json"
+    elif isinstance(exc, web.HTTPRequestEntityTooLarge):
+        message = f"body: {exc.text}"
+    else:
+        message = exc.text or exc.reason
+    headers = {k: v for k, v in exc.headers.items() if k.lower() not in _BODY_HEADERS}
+    return error_response(exc.status, message, headers)
 
 
 class ApiError(Exception):

@@ -9,6 +9,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from ingest.admin import CreateTokenRequest
+from ingest.context import MAX_BODY_DEPTH
 from leadersboard.models import (
     CreateSubmissionRequest,
     CreateSubmissionResponse,
@@ -21,12 +22,13 @@ from leadersboard.models import (
 __all__ = ["document", "serve"]
 
 _ERRORS = {
-    "400": "Malformed request: the message names the field and why.",
+    "400": "Malformed request: the message names the field and why. Bodies are validated strictly (`'10'` is no "
+    f"integer, `true` no number), nest at most {MAX_BODY_DEPTH} levels, and every field is bounded (see the schemas).",
     "401": "Missing, bad, expired or revoked token.",
     "403": "An administrators' endpoint called with a user's token.",
     "404": "No such submission among those the token may see.",
-    "409": "The job is already finished.",
-    "413": "A file or the submission is over the size limit.",
+    "409": "A conflict with the current state: the job is already finished, the user is disabled, ...",
+    "413": "A file or the submission is over the size limit, or the body over 1 MiB.",
     "429": "Rate limit reached; see Retry-After.",
     "503": "A backing service is down; retry later.",
 }
@@ -69,6 +71,17 @@ _ME = {
     },
 }
 _TEXT = {"content": {"text/plain": {"schema": {"type": "string"}}}}
+_USER_STATE = {
+    "type": "object",
+    "properties": {
+        "user": {"type": "string"},
+        "disabled": {"type": "boolean"},
+        "disabled_at": {"type": ["string", "null"]},
+        "disabled_by": {"type": ["string", "null"]},
+        "revoked_tokens": {"type": "array", "items": {"type": "string"}, "description": "Ids revoked by this call."},
+        "cancelled": {"type": "array", "items": {"type": "string"}, "description": "Jobs cancelled by this call."},
+    },
+}
 
 
 @cache
@@ -113,6 +126,14 @@ def document() -> dict[str, Any]:
         "/api/v1/admin/tokens/{token_id}/revoke": {
             "post": _op("Revoke a token", ("200", {}),
                         params=[{"name": "token_id", "in": "path", "required": True, "schema": {"type": "string"}}]),
+        },
+        "/api/v1/admin/users/{user}/disable": {
+            "post": _op("Disable a user: revoke its tokens, refuse new ones, cancel its pending and running jobs",
+                        ("200", _json(_USER_STATE)), params=[_USER]),
+        },
+        "/api/v1/admin/users/{user}/enable": {
+            "post": _op("Enable a disabled user: tokens can be issued again (revoked ones stay revoked)",
+                        ("200", _json(_USER_STATE)), params=[_USER]),
         },
         "/api/v1/admin/quotas": {"get": _op("Default quota and per-user overrides", ("200", {}))},
         "/api/v1/admin/quotas/default": {

@@ -55,8 +55,12 @@ def presign_submission(
     request: CreateSubmissionRequest,
     policy: UploadPolicy,
     secret: SecretStr,
+    token_id: str | None = None,
 ) -> CreateSubmissionResponse:
-    """Blocking (HEADs blobs, creates multipart uploads): call it in a thread."""
+    """Blocking (HEADs blobs, creates multipart uploads): call it in a thread.
+
+    `token_id` (the creating token's) is signed into the manifest: the dispatcher fails the submission
+    if that token is revoked before the manifest arrives."""
     submission_id = keys.new_submission_id()
     now = utcnow()
     signer = _Signer(presigner, bucket, policy.expiry_s)
@@ -84,6 +88,7 @@ def presign_submission(
         metadata=request.metadata,
         files=files,
         created_at=now,
+        token_id=token_id,
     )
     body = sign_manifest(manifest, secret).model_dump_json()
     manifest_put = signer.put(keys.manifest_key(user, submission_id), len(body.encode()), None, {})

@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 
 from ingest import admin, openapi
 from ingest.auth import require_token
-from ingest.context import Services, json_body, services
+from ingest.context import Services, parse_body, services
 from ingest.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, TooManyRequests
 from ingest.presign import UploadPolicy, presign_submission
 from leadersboard import keys
@@ -44,7 +44,7 @@ async def create_submission(request: web.Request) -> web.Response:
     svc = services(request)
     svc.require_nats()
     caller = await require_token(request, svc.tokens)
-    body = CreateSubmissionRequest.model_validate(await json_body(request))
+    body = await parse_body(request, CreateSubmissionRequest)
     missing = body.missing_declared_files()
     if missing:
         raise BadRequest(f"files: {', '.join(missing)} is named as entrypoint/config but not in files")
@@ -72,6 +72,7 @@ async def create_submission(request: web.Request) -> web.Response:
         request=body,
         policy=policy,
         secret=settings.manifest_secret,
+        token_id=caller.token_id,
     )
     try:
         await svc.issued.note(caller.user, response.submission_id, uploads_expire_in_s=settings.presign_expiry_s)

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from leadersboard.settings import NatsSettings, S3Settings, SigningSettings
@@ -23,4 +23,28 @@ class IngestSettings(NatsSettings, S3Settings, SigningSettings):
     admin_token: SecretStr | None = None
     admin_user: str = "admin"
     mlflow_public_url: str = "http://127.0.0.1:5010"
+    # The authenticating MLflow proxy (ingest/mlflow_proxy.py): users reach MLflow only through it.
+    mlflow_proxy_port: int | None = None
+    """The public MLflow port (5010 in docker-compose); None: no proxy."""
+    mlflow_upstream_url: str = "http://127.0.0.1:5011"
+    """MLflow itself (its basic-auth app), reachable by ingest only."""
+    mlflow_admin_user: str = "admin"
+    mlflow_admin_password: SecretStr | None = None
+    """MLflow's admin account: the proxy forwards users' requests with it."""
+    mlflow_runner_user: str = "runner"
+    """The runners' MLflow account: its requests pass the proxy with their own credentials (remote GPU hosts)."""
+    mlflow_runner_password: SecretStr | None = None
+    """If set, ingest creates the runners' account (or sets its password) in MLflow at start."""
+    mlflow_token_cache_s: float = Field(default=5.0, ge=0, le=10)
+    """A token the proxy verified is trusted this long: a revoked token works at most this much longer."""
+    mlflow_owner_cache_s: float = Field(default=30.0, ge=0)
+    """How long the proxy remembers a run's owner (the `user` tag; only the runner and admins set it)."""
+    mlflow_setup_timeout_s: float = 300.0
+    """How long ingest keeps trying to create the runners' account while MLflow starts."""
     cors_origins: list[str] = ["*"]
+
+    @model_validator(mode="after")
+    def _proxy_has_an_account(self) -> IngestSettings:
+        if self.mlflow_proxy_port is not None and self.mlflow_admin_password is None:
+            raise ValueError("mlflow_admin_password: required with mlflow_proxy_port (LB_INGEST_MLFLOW_ADMIN_PASSWORD)")
+        return self

@@ -12,6 +12,7 @@ __all__ = [
     "QuotaOverview",
     "TokenInfo",
     "UserQuota",
+    "UserState",
     "WhoAmI",
 ]
 
@@ -42,12 +43,16 @@ class Limits(TypedDict):
     per_hour: int
     concurrent: int
     job_timeout_s: int | None
+    job_disk_gib: float | None
+    job_memory_gib: float | None
 
 
 class Override(TypedDict):
     per_hour: int | None
     concurrent: int | None
     job_timeout_s: int | None
+    job_disk_gib: float | None
+    job_memory_gib: float | None
 
 
 class QuotaOverview(TypedDict):
@@ -59,6 +64,19 @@ class UserQuota(TypedDict):
     user: str
     effective: Limits
     override: Override | None
+
+
+class UserState(TypedDict):
+    """The answer of `admin/users/{user}/disable` and `/enable`."""
+
+    user: str
+    disabled: bool
+    disabled_at: str | None
+    disabled_by: str | None
+    revoked_tokens: list[str]
+    """Ids of the tokens this call revoked."""
+    cancelled: list[str]
+    """Submissions (pending or running) this call cancelled."""
 
 
 class LeaderboardEntry(TypedDict):

@@ -18,7 +18,16 @@ from typing import Any, cast
 
 import httpx
 
-from leadersboard.api_types import CreatedToken, Leaderboard, Limits, QuotaOverview, TokenInfo, UserQuota, WhoAmI
+from leadersboard.api_types import (
+    CreatedToken,
+    Leaderboard,
+    Limits,
+    QuotaOverview,
+    TokenInfo,
+    UserQuota,
+    UserState,
+    WhoAmI,
+)
 from leadersboard.models import CreateSubmissionRequest, CreateSubmissionResponse, FileSpec, JobRecord
 from leadersboard.upload import HashCache, Progress, RetryPolicy, StoreError, Uploader, UploadStats, file_hashes
 
@@ -107,7 +116,8 @@ class Client:
     ) -> CreateSubmissionResponse:  # fmt: skip
         """Declare the files (sizes, and sha256 where given); the answer says how to upload each."""
         digests = sha256 or {}
-        request = CreateSubmissionRequest(
+        # Not validated here: the API judges the request, and its 400 names the field (e.g. metadata.x<y).
+        request = CreateSubmissionRequest.model_construct(
             entrypoint=entrypoint,
             config=config,
             metadata=metadata or {},
@@ -215,6 +225,14 @@ class Client:
     def revoke_token(self, token_id: str) -> TokenInfo:
         return cast(TokenInfo, self._call("POST", f"/admin/tokens/{token_id}/revoke").json())
 
+    def disable_user(self, user: str) -> UserState:
+        """Revoke every token of `user`, refuse new ones until `enable_user`, cancel its pending and running jobs."""
+        return cast(UserState, self._call("POST", f"/admin/users/{user}/disable").json())
+
+    def enable_user(self, user: str) -> UserState:
+        """Let `user` be issued tokens again (the revoked ones stay revoked: issue a new one)."""
+        return cast(UserState, self._call("POST", f"/admin/users/{user}/enable").json())
+
     def quotas(self) -> QuotaOverview:
         """The default limits and every user's override."""
         return cast(QuotaOverview, self._call("GET", "/admin/quotas").json())
@@ -224,11 +242,20 @@ class Client:
         return cast(UserQuota, self._call("GET", f"/admin/quotas/users/{user}").json())
 
     def set_default_quota(
-        self, *, per_hour: int | None = None, concurrent: int | None = None, job_timeout_s: int | None = None
+        self,
+        *,
+        per_hour: int | None = None,
+        concurrent: int | None = None,
+        job_timeout_s: int | None = None,
+        job_disk_gib: float | None = None,
+        job_memory_gib: float | None = None,
     ) -> Limits:
         """Change the default limits; a limit left None keeps its current value."""
         current = self.quotas()["default"]
-        body = _merge_limits(current, per_hour=per_hour, concurrent=concurrent, job_timeout_s=job_timeout_s)
+        body = _merge_limits(
+            current, per_hour=per_hour, concurrent=concurrent, job_timeout_s=job_timeout_s,
+            job_disk_gib=job_disk_gib, job_memory_gib=job_memory_gib,
+        )  # fmt: skip
         return cast(Limits, self._call("PUT", "/admin/quotas/default", json=body).json())
 
     def set_user_quota(
@@ -238,15 +265,20 @@ class Client:
         per_hour: int | None = None,
         concurrent: int | None = None,
         job_timeout_s: int | None = None,
+        job_disk_gib: float | None = None,
+        job_memory_gib: float | None = None,
         reset: bool = False,
     ) -> UserQuota:
         """Override a user's limits; a limit left None keeps the user's current override (`reset`: drop all)."""
         override = None if reset else self.user_quota(user)["override"]
-        body = _merge_limits(override, per_hour=per_hour, concurrent=concurrent, job_timeout_s=job_timeout_s)
+        body = _merge_limits(
+            override, per_hour=per_hour, concurrent=concurrent, job_timeout_s=job_timeout_s,
+            job_disk_gib=job_disk_gib, job_memory_gib=job_memory_gib,
+        )  # fmt: skip
         return cast(UserQuota, self._call("PUT", f"/admin/quotas/users/{user}", json=body).json())
 
 
-def _merge_limits(current: Mapping[str, Any] | None, **given: int | None) -> dict[str, int | None]:
+def _merge_limits(current: Mapping[str, Any] | None, **given: float | None) -> dict[str, float | None]:
     """The limits given, and the current value of each one not given."""
     return {name: value if value is not None or current is None else current.get(name) for name, value in given.items()}
 

@@ -8,7 +8,7 @@ from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from leadersboard.models import JobRecord
-from leadersboard.nats_io import kv_read
+from leadersboard.nats_io import kv_keys, kv_read
 
 __all__ = ["JobStore", "Mutation"]
 
@@ -74,6 +74,10 @@ class JobStore:
                     records.append(JobRecord.model_validate_json(entry.value))
         finally:
             await watcher.stop()
+        if not records:
+            # nats-py's watcher can end before its first entry (see nats_io.kv_keys): make sure none exist.
+            found = [await self._get(key) for key in await kv_keys(self._kv, pattern)]
+            records = [record for record, _ in filter(None, found)]
         return records
 
     async def _get(self, key: str) -> tuple[JobRecord, int] | None:

@@ -26,11 +26,22 @@ from pydantic import (
 )
 
 from leadersboard import keys
+from leadersboard.limits import (
+    MAX_DATASET_CHARS,
+    MAX_METADATA_BYTES,
+    MAX_METADATA_DEPTH,
+    MAX_METADATA_KEYS,
+    MAX_METADATA_VALUE_CHARS,
+    MAX_NAME_CHARS,
+    MAX_PARAM_VALUE_CHARS,
+)
+from leadersboard.metadata import check_metadata
 
 __all__ = [
     "USER_NAME_PATTERN",
     "CreateSubmissionRequest",
     "CreateSubmissionResponse",
+    "DisabledUser",
     "ErrorBody",
     "FileSpec",
     "JobMessage",
@@ -55,6 +66,8 @@ __all__ = [
 USER_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 _SAFE_PATH = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._ +\-/]{0,255}$")
 MAX_FILES = 200
+MAX_OBJECT_BYTES = 5 * 1024**4
+"""S3's largest object (5 TiB): no declared file can be larger, whatever ingest's own limit."""
 
 
 def utcnow() -> datetime:
@@ -80,7 +93,7 @@ class FileSpec(_Strict):
         pattern=_SAFE_PATH.pattern,
         description="Path of the file inside the submission, e.g. `main.py`; no empty, `.` or `..` parts.",
     )
-    size: int = Field(ge=0, description="Size in bytes.")
+    size: int = Field(ge=0, le=MAX_OBJECT_BYTES, description="Size in bytes.")
     sha256: str | None = Field(
         default=None,
         pattern=r"^[0-9a-f]{64}$",
@@ -119,11 +132,44 @@ class FileSpec(_Strict):
         return keys.file_key(user, submission_id, self.path)
 
 
+_METADATA_SCHEMA: dict[str, Any] = {
+    "maxProperties": MAX_METADATA_KEYS,
+    "propertyNames": {"pattern": r"^[\w.\- :][/\w.\- :]*$", "maxLength": MAX_NAME_CHARS},
+    "properties": {
+        "dataset": {"type": "string", "pattern": r"^[\w.\- :][/\w.\- :]*$", "maxLength": MAX_DATASET_CHARS},
+        "method": {"type": "string", "maxLength": MAX_METADATA_VALUE_CHARS},
+        "description": {"type": "string", "maxLength": MAX_METADATA_VALUE_CHARS},
+    },
+}
+
+
 class CreateSubmissionRequest(_Strict):
-    entrypoint: str = "main.py"
-    config: str = "config.yaml"
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    """The body of `POST /api/v1/submissions`. Ingest validates it strictly (`"size": "10"` is no integer)
+    and bounds every field, so that nothing accepted here is refused, or stops a service, later on."""
+
+    entrypoint: str = Field(default="main.py", pattern=_SAFE_PATH.pattern, description="Path of the script to run.")
+    config: str = Field(default="config.yaml", pattern=_SAFE_PATH.pattern, description="Path of its config.")
+    metadata: dict[str, Any] = Field(
+        default_factory=dict,
+        description=f"At most {MAX_METADATA_KEYS} keys, each a valid MLflow tag name (letters, digits, `_ - . : /` "
+        f"and spaces, at most {MAX_NAME_CHARS} characters); objects and lists nested at most {MAX_METADATA_DEPTH} "
+        f"levels; strings at most {MAX_METADATA_VALUE_CHARS} characters; at most {MAX_METADATA_BYTES} bytes "
+        f"as compact JSON. `dataset` (an MLflow experiment name, at most {MAX_DATASET_CHARS} characters), "
+        "`method` and `description` are strings.",
+        json_schema_extra=_METADATA_SCHEMA,
+    )
     files: list[FileSpec] = Field(min_length=1, max_length=MAX_FILES)
+
+    @field_validator("entrypoint", "config")
+    @classmethod
+    def _relative(cls, path: str) -> str:
+        return check_relative_path(path)
+
+    @field_validator("metadata")
+    @classmethod
+    def _bounded(cls, metadata: dict[str, Any]) -> dict[str, Any]:
+        check_metadata(metadata)
+        return metadata
 
     @field_validator("files")
     @classmethod
@@ -259,6 +305,7 @@ class JobRecord(BaseModel):
     runner: str | None = None
     heartbeat_at: datetime | None = None
     attempts: int = 0
+    """Runs that counted against the job: a claim adds one, a hand-back gives it back (see `hand_backs`)."""
     exit_code: int | None = None
     params: dict[str, str] = Field(default_factory=dict)
     metrics: dict[str, float] = Field(default_factory=dict)
@@ -327,7 +374,12 @@ class MetricsFile(BaseModel):
         return value
 
     def params_as_strings(self) -> dict[str, str]:
-        return {str(k): str(v)[:500] for k, v in self.params.items()}
+        """Every param as the string stored in the record and MLflow, cut at MAX_PARAM_VALUE_CHARS."""
+        return {str(k): str(v)[:MAX_PARAM_VALUE_CHARS] for k, v in self.params.items()}
+
+    def long_params(self) -> list[str]:
+        """The params whose values `params_as_strings` cuts (the runner notes them in the job's log)."""
+        return [str(k) for k, v in self.params.items() if len(str(v)) > MAX_PARAM_VALUE_CHARS]
 
 
 class Quota(_Strict):
@@ -385,6 +437,20 @@ class TokenRecord(BaseModel):
 
     def usable(self, now: datetime) -> bool:
         return not self.revoked and (self.expires_at is None or now < self.expires_at)
+
+
+class DisabledUser(BaseModel):
+    """A user an admin disabled (`users.<name>` in the tokens bucket): no token is issued to them until enabled."""
+
+    version: Literal[1] = 1
+    user: str = Field(pattern=USER_NAME_PATTERN)
+    disabled_at: datetime = Field(default_factory=utcnow)
+    disabled_by: str
+
+    @property
+    def cancel_reason(self) -> str:
+        """The reason on each of the user's jobs stopped by the disabling."""
+        return f"cancelled by {self.disabled_by}: user {self.user} was disabled"
 
 
 class S3Object(BaseModel):

@@ -14,9 +14,10 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
+from leadersboard.nats_permissions import inbox_prefix
 from leadersboard.settings import NatsSettings
 
-__all__ = ["connect", "ensure_topology", "kv_bucket", "kv_read"]
+__all__ = ["NatsCredentialsError", "connect", "ensure_topology", "kv_bucket", "kv_keys", "kv_read"]
 
 log = logging.getLogger("leadersboard.nats")
 
@@ -27,13 +28,29 @@ ISSUED_TTL_S = 2 * 24 * 3600
 CONNECT_RETRY_S = 1.0
 
 
+class NatsCredentialsError(RuntimeError):
+    """nats-server refused the user or password (anonymous clients are refused too)."""
+
+
 async def connect(
     settings: NatsSettings, *, name: str, on_reconnect: Callable[[], Awaitable[None]] | None = None
 ) -> NATS:
-    """Connect, waiting for NATS if it is not up yet, and reconnect forever: services ride out restarts."""
-    token = settings.nats_token.get_secret_value() if settings.nats_token else None
+    """Connect, waiting for NATS if it is not up yet, and reconnect forever: services ride out restarts.
+
+    As `settings.nats_user`, whose replies arrive under its own inbox prefix: the only one its
+    permissions let it subscribe to (leadersboard/nats_permissions.py).
+    """
+    password = settings.nats_password.get_secret_value() if settings.nats_password else None
+    connected = False
 
     async def on_error(exc: Exception) -> None:
+        if not connected and "authorization violation" in str(exc).lower():
+            # Wrong credentials do not heal by retrying (nats-py would, forever): raised out of
+            # nats.connect, which awaits this callback. Later, a refused reconnect is only logged.
+            raise NatsCredentialsError(
+                f"{name}: NATS at {settings.nats_url} refused user {settings.nats_user!r}: check the service's "
+                "NATS_USER and NATS_PASSWORD settings (docs/deploy.md, 'NATS users')"
+            ) from exc
         log.warning("%s: NATS connection error: %r", name, exc)
 
     async def on_disconnect() -> None:
@@ -46,10 +63,12 @@ async def connect(
 
     while True:
         try:
-            return await nats.connect(
+            nc = await nats.connect(
                 settings.nats_url,
                 name=name,
-                token=token,
+                user=settings.nats_user,
+                password=password,
+                inbox_prefix=inbox_prefix(settings.nats_user),
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.5,
                 connect_timeout=5,
@@ -61,10 +80,17 @@ async def connect(
         except (NoServersError, OSError, TimeoutError) as exc:
             log.warning("%s: NATS at %s not reachable (%r); retrying", name, settings.nats_url, exc)
             await asyncio.sleep(CONNECT_RETRY_S)
+        else:
+            connected = True
+            return nc
 
 
 async def ensure_topology(js: JetStreamContext, settings: NatsSettings) -> None:
-    """Idempotently declare the event stream, the job work queue and the KV buckets."""
+    """Idempotently declare the event stream, the job work queue and the KV buckets.
+
+    Only the admin user may (the stack before it spawns services, compose's nats-init): services bind
+    to what is declared and have no right to create streams or buckets.
+    """
     await _ensure_stream(
         js,
         StreamConfig(
@@ -103,6 +129,20 @@ async def kv_read(kv: KeyValue, key: str) -> tuple[bytes, int] | None:
     if not entry.value or entry.revision is None:
         return None
     return entry.value, entry.revision
+
+
+async def kv_keys(kv: KeyValue, pattern: str = ">") -> list[str]:
+    """The keys matching the subject `pattern` that hold a value or a delete marker, from one server request.
+
+    Not `kv.keys()` or a watch: nats-py 2.16's watcher can report "no more entries" before the first one
+    when the server pushed them all before the client's consumer-info answer (about 1 in 20 listings of a
+    1,000-key bucket came back empty here). The stream's subject counts are exact. Deleted keys may be
+    listed: read each with `kv_read`, which returns None for them.
+    """
+    # nats-py keeps the bucket's stream (KV_<bucket>), subject prefix ($KV.<bucket>.) and context private.
+    prefix = kv._pre
+    info = await kv._js.stream_info(kv._stream, subjects_filter=prefix + pattern)
+    return sorted(subject[len(prefix) :] for subject in (info.state.subjects or {}))
 
 
 async def kv_bucket(js: JetStreamContext, bucket: str, *, replicas: int = 1, ttl_s: float | None = None) -> KeyValue:

@@ -16,7 +16,10 @@ __all__ = ["NatsSettings", "S3Settings", "SigningSettings", "settings_env"]
 
 class NatsSettings(BaseSettings):
     nats_url: str = "nats://127.0.0.1:4222"
-    nats_token: SecretStr | None = None
+    # Each service connects as its own NATS user with least-privilege permissions
+    # (leadersboard/nats_permissions.py); None = anonymous, which the stack's and compose's servers refuse.
+    nats_user: str | None = None
+    nats_password: SecretStr | None = None
     events_stream: str = "LB_EVENTS"
     events_subject: str = "leadersboard.events.s3"
     jobs_stream: str = "LB_JOBS"

@@ -39,6 +39,7 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
 
 @pytest.fixture
 def nats_settings(nats_server: NatsServer) -> NatsSettings:
+    """The NATS admin's settings: tests keep every right (tests/test_nats_permissions.py checks the users')."""
     return nats_server.settings()
 
 

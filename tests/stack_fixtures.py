@@ -14,7 +14,7 @@ from leadersboard.client import Client
 from leadersboard.models import JobRecord
 from leadersboard.stack.up import Stack, StackPorts
 
-__all__ = ["client_for", "running_stack", "write_submission"]
+__all__ = ["client_for", "mlflow_admin_url", "running_stack", "write_submission"]
 
 TOY_MAIN = """
 import argparse, json, pathlib
@@ -54,6 +54,11 @@ def running_stack(
 
 def client_for(info: dict[str, Any], token_key: str = "demo_token") -> Client:
     return Client(info["urls"]["ingest"], info[token_key])
+
+
+def mlflow_admin_url(info: dict[str, Any], user: str = "admin", token_key: str = "admin_token") -> str:
+    """The public MLflow URL (ingest's proxy) with a user's name and API token in it, for MlflowClient."""
+    return info["urls"]["mlflow"].replace("http://", f"http://{user}:{info[token_key]}@", 1)
 
 
 def max_overlap(records: list[JobRecord]) -> int:

@@ -46,6 +46,7 @@ def bridge_settings(
         **nats_settings.model_dump(),
         **s3_settings.model_dump(),
         filer_address=seaweed.filer_address,
+        seaweed_security_dir=seaweed.security.directory,
         checkpoint_path=tmp_path / "bridge" / "checkpoint",
         # The bucket is new: a short first replay keeps the start fast.
         initial_lookback_s=300.0,

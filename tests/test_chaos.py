@@ -20,7 +20,7 @@ from leadersboard.client import ApiError, Client, collect_files
 from leadersboard.models import JobRecord, JobStatus
 from leadersboard.s3 import make_client
 from leadersboard.stack.up import Stack
-from tests.stack_fixtures import max_overlap, running_stack, write_submission
+from tests.stack_fixtures import max_overlap, mlflow_admin_url, running_stack, write_submission
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos, pytest.mark.timeout(1500)]
 
@@ -122,7 +122,7 @@ def _check(stack: Stack, info: dict[str, Any], records: dict[str, list[JobRecord
     assert by_status["pending"] == by_status["running"] == 0
     assert by_status["completed"] == len(everything), [r.error for r in everything if r.error]
 
-    mlflow = MlflowClient(info["urls"]["mlflow"])
+    mlflow = MlflowClient(mlflow_admin_url(info))
     experiments = [e.experiment_id for e in mlflow.search_experiments()]
     runs = mlflow.search_runs(experiments, max_results=1000, filter_string="attributes.status = 'FINISHED'")
     run_ids_by_submission: dict[str, list[str]] = {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import configparser
 import copy
 import fnmatch
 import importlib.resources
@@ -39,6 +40,13 @@ from ingest.settings import IngestSettings
 from leadersboard import keys
 from leadersboard.bridge.settings import BridgeSettings
 from leadersboard.models import S3EventEnvelope
+from leadersboard.nats_permissions import (
+    DISPATCHER_CONSUMER,
+    RUNNER_CONSUMER,
+    compose_password_var,
+    render_authorization,
+)
+from leadersboard.nats_permissions import USERS as NATS_USERS
 from leadersboard.settings import NatsSettings, S3Settings
 from tests.reference import MINIO_EVENT_SAMPLE
 
@@ -73,12 +81,13 @@ SERVICE_CLASSES: tuple[type[BaseSettings], ...] = (
     FrontendSettings,
     BridgeSettings,
 )
+MLFLOW_AUTH_SECRETS = ["MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"]
 # Values that must never have a default in the compose file: compose must refuse to start without them.
 THIRD_PARTY_SECRETS = {
     "minio": ["MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"],
     "minio-init": ["MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "LB_S3_ACCESS_KEY", "LB_S3_SECRET_KEY"],
-    "mlflow": ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"],
-    "nats": ["NATS_TOKEN"],
+    "mlflow": ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", *MLFLOW_AUTH_SECRETS],
+    "nats": [compose_password_var(user) for user in NATS_USERS],
 }
 REQUIRED_FROM_ENV_FILE = re.compile(r"^\$\{(?P<var>[A-Za-z_][A-Za-z0-9_]*):\?[^}]+\}$")
 
@@ -382,9 +391,11 @@ def test_nats_init_declares_the_topology_with_the_dispatchers_settings(services:
     calls = {ast.unparse(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
     assert "nats_io.ensure_topology" in calls
     assert "DispatcherSettings" in calls
-    assert any(call.endswith("wait_for") for call in calls), "a bounded wait: a wrong token must fail the init"
+    assert any(call.endswith("wait_for") for call in calls), "a bounded wait: a wrong password must fail the init"
     init, dispatcher = environment(services["nats-init"]), environment(services["dispatcher"])
-    assert init.items() <= dispatcher.items(), "the same NATS settings as the dispatcher"
+    # The same NATS settings as the dispatcher, but as the admin: only the admin may declare streams.
+    credentials = {f"{prefix_of(DispatcherSettings)}NATS_USER", f"{prefix_of(DispatcherSettings)}NATS_PASSWORD"}
+    assert {k: v for k, v in init.items() if k not in credentials}.items() <= dispatcher.items()
     assert {var.removeprefix(prefix_of(DispatcherSettings)).lower() for var in init} <= set(NatsSettings.model_fields)
 
 
@@ -494,21 +505,66 @@ def test_env_example_documents_every_variable_and_sets_no_secret(
                 interpolate([raw, gpu_host_raw], {**filled_env(), var: ""})
 
 
-def test_nats_clients_present_the_token_the_server_requires(
-    services: dict[str, Any], monkeypatch: pytest.MonkeyPatch, env: dict[str, str]
+def nats_user_of(name: str) -> str:
+    """The NATS user each compose service must connect as (leadersboard/nats_permissions.py)."""
+    if RUNNER_SERVICE.match(name):
+        return "runner"
+    return {"nats-init": "admin", "ingest": "ingest", "dispatcher": "dispatcher", "minio": "events"}[name]
+
+
+def test_every_nats_client_connects_as_its_own_user(
+    raw: dict[str, Any], services: dict[str, Any], monkeypatch: pytest.MonkeyPatch, env: dict[str, str]
 ) -> None:
-    conf = NATS_CONF.read_text()
-    assert re.search(r"authorization\s*\{[^}]*token:\s*\$NATS_TOKEN", conf)
-    token = environment(services["nats"])["NATS_TOKEN"]
-    assert token == env["NATS_TOKEN"]
-    for name in services:
-        cls = settings_class(name)
-        if cls is not None and issubclass(cls, NatsSettings):
+    server = environment(services["nats"])
+    assert {var: server[var] for var in THIRD_PARTY_SECRETS["nats"]} == {
+        compose_password_var(user): env[compose_password_var(user)] for user in NATS_USERS
+    }
+    clients = [name for name in nats_services(services)] + ["minio"]
+    assert {nats_user_of(name) for name in clients} == set(NATS_USERS), "every NATS user has its client"
+    for name in clients:
+        user = nats_user_of(name)
+        own = compose_password_var(user)
+        if name == "minio":
+            raw_vars = environment(raw["services"]["minio"])
+            assert environment(services["minio"])["MINIO_NOTIFY_NATS_USERNAME_LB"] == user
+            raw_password = raw_vars["MINIO_NOTIFY_NATS_PASSWORD_LB"]
+        else:
             settings = app_settings(name, services, monkeypatch)
             assert isinstance(settings, NatsSettings)
-            assert settings.nats_token is not None, f"{name}: set {prefix_of(cls)}NATS_TOKEN"
-            assert settings.nats_token.get_secret_value() == token, name
-    assert environment(services["minio"])["MINIO_NOTIFY_NATS_TOKEN_LB"] == token
+            assert settings.nats_user == user, f"{name} must connect as NATS user {user}"
+            raw_password = environment(raw["services"][name])[f"{prefix_of(settings_class(name))}NATS_PASSWORD"]  # type: ignore[arg-type]
+        # Its own password, required from .env: never another user's, never a default.
+        match = REQUIRED_FROM_ENV_FILE.match(raw_password)
+        assert match and match["var"] == own, f"{name}: the password must be ${{{own}:?...}}, not {raw_password}"
+    assert not any(re.match(r"MINIO_NOTIFY_NATS_TOKEN_", var) for var in environment(services["minio"]))
+
+
+def test_nats_conf_grants_exactly_the_python_description() -> None:
+    """nats.conf's users and permissions are leadersboard/nats_permissions.py's, as the local stack's are."""
+    text = NATS_CONF.read_text()
+    generated = re.search(r"# BEGIN generated authorization\n(.*)# END generated authorization", text, re.S)
+    assert generated, "nats.conf lost its generated authorization block"
+    expected = render_authorization(NatsSettings(), {user: f"${compose_password_var(user)}" for user in NATS_USERS})
+    assert generated[1] == expected, "regenerate it: python -m leadersboard.nats_permissions"
+    assert text.count("authorization {") == 1, "one authorization block only"
+    # No shared token beside the users, and no user that anonymous clients would become.
+    assert not re.search(r"^\s*(token|no_auth_user)\s*[:=]", text, re.M)
+
+
+def test_compose_uses_the_topology_names_the_permissions_name(
+    services: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The permissions in nats.conf are rendered for the default stream, subject, bucket and consumer names.
+    dispatcher = app_settings("dispatcher", services, monkeypatch)
+    runner = app_settings("runner-gpu0", services, monkeypatch)
+    assert dispatcher.consumer_name == DISPATCHER_CONSUMER  # type: ignore[attr-defined]
+    assert runner.consumer_name == RUNNER_CONSUMER  # type: ignore[attr-defined]
+    defaults = NatsSettings()
+    for name in nats_services(services):
+        settings = app_settings(name, services, monkeypatch)
+        for field in NatsSettings.model_fields:
+            if field not in {"nats_url", "nats_user", "nats_password", "nats_replicas"}:
+                assert getattr(settings, field) == getattr(defaults, field), f"{name}: {field}"
 
 
 def test_nats_config_is_valid_for_nats_server(tmp_path: Path) -> None:
@@ -517,7 +573,8 @@ def test_nats_config_is_valid_for_nats_server(tmp_path: Path) -> None:
     nats_server = bin_path("nats-server")
     conf = tmp_path / "nats.conf"
     conf.write_text(re.sub(r"store_dir:\s*\S+", f"store_dir: {tmp_path / 'js'}", NATS_CONF.read_text()))
-    variables = {"NATS_TOKEN": "abc123", "NATS_SERVER_NAME": "lb-nats-1"}
+    passwords = {compose_password_var(user): f"pw{user}" for user in NATS_USERS}
+    variables = {**passwords, "NATS_SERVER_NAME": "lb-nats-1"}
     checked = subprocess.run(
         [nats_server, "-t", "-c", str(conf)],
         env={**os.environ, **variables},
@@ -528,12 +585,13 @@ def test_nats_config_is_valid_for_nats_server(tmp_path: Path) -> None:
     assert checked.returncode == 0, checked.stdout + checked.stderr
     missing = subprocess.run(
         [nats_server, "-t", "-c", str(conf)],
-        env={k: v for k, v in os.environ.items() if k != "NATS_TOKEN"} | {"NATS_SERVER_NAME": "x"},
+        env={k: v for k, v in (os.environ | passwords).items() if k != compose_password_var("runner")}
+        | {"NATS_SERVER_NAME": "x"},
         capture_output=True,
         text=True,
         timeout=30,
     )
-    assert missing.returncode != 0, "nats-server must refuse to start without a token"
+    assert missing.returncode != 0, "nats-server must refuse to start without every user's password"
 
 
 # --- names and ports agree between compose, MinIO's event configuration and the code ----------------
@@ -554,7 +612,7 @@ def s3_services(services: dict[str, Any]) -> list[str]:
 def test_all_services_agree_on_the_nats_topology_and_the_bucket(
     services: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    topology = [name for name in NatsSettings.model_fields if name not in {"nats_url", "nats_token"}]
+    topology = [name for name in NatsSettings.model_fields if name not in {"nats_url", "nats_user", "nats_password"}]
     seen: dict[str, set[Any]] = {}
     for name in nats_services(services):
         settings = app_settings(name, services, monkeypatch)
@@ -654,13 +712,16 @@ def test_ports_agree_with_the_design_and_the_settings(
     ingest = app_settings("ingest", services, monkeypatch)
     frontend = app_settings("frontend", services, monkeypatch)
     assert isinstance(ingest, IngestSettings) and isinstance(frontend, FrontendSettings)
-    assert published_ports(services["ingest"]) == {ingest.port: PORTS["ingest"]}
+    # The public MLflow port is ingest's authenticating proxy; MLflow itself is not published.
+    proxy = ingest.mlflow_proxy_port
+    assert published_ports(services["ingest"]) == {ingest.port: PORTS["ingest"], proxy: PORTS["mlflow"]}
     assert ingest.host == "0.0.0.0"
     assert published_ports(services["frontend"]) == {frontend.port: PORTS["frontend"]}
     assert frontend.host == "0.0.0.0"
     mlflow_args = command_args(services["mlflow"])
-    assert published_ports(services["mlflow"]) == {int(option(mlflow_args, "--port") or 0): PORTS["mlflow"]}
+    assert published_ports(services["mlflow"]) == {}
     assert option(mlflow_args, "--host") == "0.0.0.0"
+    assert ingest.mlflow_upstream_url == f"http://mlflow:{option(mlflow_args, '--port')}"
     minio_args = command_args(services["minio"])
     assert option(minio_args, "--console-address") == f":{PORTS['console']}"
     assert published_ports(services["minio"]) == {PORTS["s3"]: PORTS["s3"], PORTS["console"]: PORTS["console"]}
@@ -693,6 +754,9 @@ def test_ports_agree_with_the_design_and_the_settings(
     allowed = environment(services["mlflow"])["MLFLOW_SERVER_ALLOWED_HOSTS"].split(",")
     for host in (f"mlflow:{PORTS['mlflow']}", f"{public}:{PORTS['mlflow']}"):
         assert any(fnmatch.fnmatch(host, pattern) for pattern in allowed), host
+    # The UI's POSTs carry the public page's Origin through the proxy: MLflow blocks other cross-origin writes.
+    origins = environment(services["mlflow"])["MLFLOW_SERVER_CORS_ALLOWED_ORIGINS"].split(",")
+    assert origins == [f"http://{public}:{PORTS['mlflow']}"]
     # Health checks probe the ports the services listen on.
     assert f"127.0.0.1:{ingest.port}/api/v1/health" in " ".join(services["ingest"]["healthcheck"]["test"])
     assert f"127.0.0.1:{frontend.port}/" in " ".join(services["frontend"]["healthcheck"]["test"])
@@ -711,6 +775,37 @@ def test_mlflow_alone_holds_s3_credentials_for_artifacts(services: dict[str, Any
         if name != "mlflow":
             leaked = [v for v in environment(service) if v.startswith(("AWS_", "MLFLOW_"))]
             assert not leaked, f"{name} must not get MLflow's S3 settings: {leaked}"
+
+
+def test_mlflow_authenticates_and_only_the_platform_holds_accounts(
+    raw: dict[str, Any], services: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow runs its basic-auth app; ingest holds its admin password, the runners the runner account's."""
+    mlflow = services["mlflow"]
+    assert "--app-name=basic-auth" in command_args(mlflow) or option(command_args(mlflow), "--app-name") == "basic-auth"
+    variables = environment(mlflow)
+    assert variables["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    config_path = variables["MLFLOW_AUTH_CONFIG_PATH"]
+    source = next(src for src, target in volume_mounts(mlflow) if target == config_path)
+    config = configparser.ConfigParser()
+    config.read(ROOT / source)
+    assert config["mlflow"]["default_permission"] == "EDIT"  # the runner account writes runs in any experiment
+    database = config["mlflow"]["database_uri"]
+    assert database.startswith("sqlite:////")
+    assert on_named_volume(mlflow, database.removeprefix("sqlite:///"), set(raw["volumes"])), "accounts persist"
+    ingest = app_settings("ingest", services, monkeypatch)
+    assert isinstance(ingest, IngestSettings)
+    assert ingest.mlflow_admin_user == config["mlflow"]["admin_username"]
+    # The same .env variables on both sides (compared before interpolation: no two secrets may be equal by chance).
+    raw_env = {name: environment(service) for name, service in raw["services"].items()}
+    assert raw_env["ingest"]["LB_INGEST_MLFLOW_ADMIN_PASSWORD"] == raw_env["mlflow"]["MLFLOW_AUTH_ADMIN_PASSWORD"]
+    for name in runner_services(services):
+        runner = app_settings(name, services, monkeypatch)
+        assert isinstance(runner, RunnerSettings) and ingest.mlflow_runner_password is not None
+        assert runner.mlflow_username == ingest.mlflow_runner_user
+        assert runner.mlflow_password == ingest.mlflow_runner_password
+        assert raw_env[name]["LB_RUNNER_MLFLOW_PASSWORD"] == raw_env["ingest"]["LB_INGEST_MLFLOW_RUNNER_PASSWORD"]
+        assert raw_env[name]["LB_RUNNER_MLFLOW_PASSWORD"] != raw_env["ingest"]["LB_INGEST_MLFLOW_ADMIN_PASSWORD"]
 
 
 def check_runners(services: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -767,7 +862,7 @@ def test_gpu_host_runners_reach_the_main_host(
         assert remote.s3_endpoint_url == f"http://{public}:{PORTS['s3']}"
         assert remote.mlflow_tracking_uri == remote.mlflow_public_url == f"http://{public}:{PORTS['mlflow']}"
         assert remote.runner_id != main.runner_id
-        for field in ["bucket", "nats_token", "s3_access_key", "s3_secret_key", *NatsSettings.model_fields]:
+        for field in ["bucket", "s3_access_key", "s3_secret_key", *NatsSettings.model_fields]:
             if field not in {"nats_url"}:
                 assert getattr(remote, field) == getattr(main, field), field
 

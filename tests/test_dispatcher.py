@@ -23,7 +23,7 @@ from tests.reference import MINIO_EVENT_SAMPLE
 
 
 async def make_dispatcher(settings: DispatcherSettings, js: JetStreamContext) -> Dispatcher:
-    buckets = (settings.jobs_kv_bucket, settings.quotas_kv_bucket, settings.issued_kv_bucket)
+    buckets = (settings.jobs_kv_bucket, settings.quotas_kv_bucket, settings.issued_kv_bucket, settings.tokens_kv_bucket)
     return Dispatcher(settings, js, *[await js.key_value(bucket) for bucket in buckets])
 
 

@@ -18,7 +18,7 @@ from leadersboard.client import ApiError, Client
 from leadersboard.models import JobStatus
 from leadersboard.s3 import make_client
 from leadersboard.stack.up import Stack
-from tests.stack_fixtures import client_for, running_stack, write_submission
+from tests.stack_fixtures import client_for, mlflow_admin_url, running_stack, write_submission
 
 WRITE_METRICS = """
 (out / "metrics.json").write_text(json.dumps({"params": {"dataset": "toy", "lr": 0.1},
@@ -62,7 +62,7 @@ def test_completed_job_has_metrics_results_log_and_mlflow_run(
     names = {obj["Key"].removeprefix(f"results/demo/{sid}/") for obj in listed.get("Contents", [])}
     assert {"metrics.json", "job.log", "output/extra.txt"} <= names
 
-    mlflow = MlflowClient(info["urls"]["mlflow"])
+    mlflow = MlflowClient(mlflow_admin_url(info))
     run = mlflow.get_run(record.mlflow_run_id or "")
     assert run.data.metrics["image_AUROC"] == 0.75
     assert run.data.metrics["wall_time_s"] > 0
@@ -118,9 +118,11 @@ def test_job_sees_no_platform_secret(stack: tuple[Stack, dict[str, Any]], demo: 
     assert demo.wait(sid, timeout_s=120).status is JobStatus.COMPLETED
     log_text, _, _ = demo.logs(sid)
     assert "PATH=" in log_text
-    for secret in (the_stack.secrets.s3_secret_key, the_stack.secrets.s3_access_key, info["admin_token"]):
+    mlflow_runner_password = the_stack.secrets.mlflow["runner_password"]  # the runner logs runs with it
+    for secret in (the_stack.secrets.s3_secret_key, the_stack.secrets.s3_access_key, info["admin_token"],
+                   mlflow_runner_password):  # fmt: skip
         assert secret not in log_text
-    assert "LB_" not in log_text
+    assert "LB_" not in log_text and "MLFLOW_TRACKING" not in log_text
 
 
 def test_only_the_owner_sees_a_job(stack: tuple[Stack, dict[str, Any]], demo: Client, tmp_path: Path) -> None:
@@ -185,7 +187,7 @@ def test_padim_example_completes_with_auroc_in_mlflow(
     assert record.status is JobStatus.COMPLETED, record.error
     assert 0.9 <= record.metrics["image_AUROC"] <= 1.0
     assert "image_F1Score" in record.metrics
-    run = MlflowClient(stack[1]["urls"]["mlflow"]).get_run(record.mlflow_run_id or "")
+    run = MlflowClient(mlflow_admin_url(stack[1])).get_run(record.mlflow_run_id or "")
     assert run.data.metrics["image_AUROC"] == record.metrics["image_AUROC"]
     assert run.data.tags["method"] == "padim"
     board = demo.leaderboard(dataset=record.dataset)
@@ -202,6 +204,8 @@ def test_no_secret_in_any_service_log(stack: tuple[Stack, dict[str, Any]], demo:
         "admin token": info["admin_token"],
         "user token": info["demo_token"],
         "manifest secret": the_stack.secrets.manifest_secret,
+        "MLflow admin password": the_stack.secrets.mlflow["admin_password"],
+        "MLflow runner password": the_stack.secrets.mlflow["runner_password"],
     }
     logs = sorted(the_stack.logs.glob("*.log"))
     assert {p.stem for p in logs} >= {"ingest", "dispatcher", "runner", "bridge", "mlflow", "seaweedfs", "nats-server"}

@@ -21,7 +21,7 @@ from leadersboard.client import Client
 from leadersboard.models import JobStatus
 from leadersboard.stack.up import Stack
 from tests.reference import USER_GUIDE
-from tests.stack_fixtures import client_for, running_stack
+from tests.stack_fixtures import client_for, mlflow_admin_url, running_stack
 
 pytestmark = [
     pytest.mark.slow,
@@ -86,7 +86,7 @@ def test_the_guides_sample_completes_with_auroc_and_f1_in_mlflow(
     assert CPU_WARNING in log
     assert "[leadersboard] pcb1 from pcb1.zip (read-only)" in log
     assert "Training completed successfully!" in log
-    run = MlflowClient(stack[1]["urls"]["mlflow"]).get_run(record.mlflow_run_id or "")
+    run = MlflowClient(mlflow_admin_url(stack[1])).get_run(record.mlflow_run_id or "")
     assert run.data.metrics["image_AUROC"] == record.metrics["image_AUROC"]
     assert run.data.metrics["image_F1Score"] == record.metrics["image_F1Score"]
     assert run.data.tags["method"] == "padim"

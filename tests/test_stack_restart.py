@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 from leadersboard.models import JobStatus
 from leadersboard.stack.procs import StartupError, tcp_ready
 from leadersboard.stack.up import Stack, StackPorts
-from tests.stack_fixtures import client_for, running_stack, write_submission
+from tests.stack_fixtures import client_for, mlflow_admin_url, running_stack, write_submission
 
 METRICS = '(out / "metrics.json").write_text(\'{"params": {}, "metrics": {"image_AUROC": 0.5}}\')'
 
@@ -36,7 +36,7 @@ def test_second_start_keeps_jobs_tokens_and_runs(tmp_path: Path) -> None:
             assert [r.attempts for r in demo.jobs()] == [1, 1]
         with client_for({**again, "carol": extra_token}, "carol") as carol:
             assert carol.jobs() == []
-        assert MlflowClient(again["urls"]["mlflow"]).get_run(before.mlflow_run_id or "").info.status == "FINISHED"
+        assert MlflowClient(mlflow_admin_url(again)).get_run(before.mlflow_run_id or "").info.status == "FINISHED"
         assert (data_dir / "stack.json").stat().st_mode & 0o077 == 0
         assert stack.process("runner").alive
 

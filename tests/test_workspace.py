@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gpu_runner import workspace
-from gpu_runner.workspace import UnsafeArchive, extract_zip
+from gpu_runner.workspace import DamagedArchive, UnsafeArchive, extract_zip
 
 
 def _zip(path: Path, entries: dict[str | zipfile.ZipInfo, bytes]) -> Path:
@@ -119,7 +119,7 @@ def test_an_archive_over_the_total_size_limit_is_refused(
 def test_a_file_that_is_not_a_zip_is_refused(tmp_path: Path, dest: Path) -> None:
     archive = tmp_path / "data.zip"
     archive.write_bytes(b"this is not a zip file\n" * 10)
-    with pytest.raises(UnsafeArchive, match="not a valid zip"):
+    with pytest.raises(DamagedArchive, match=r"dataset zip data\.zip is damaged: File is not a zip file"):
         extract_zip(archive, dest)
     assert _tree(dest) == set()
     assert _outside(tmp_path) == {"outside", "data.zip"}

@@ -127,7 +127,10 @@ class _Bridge:
         log.info("starting %s", " ".join(argv[1:]))
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                cwd=self.settings.seaweed_security_dir,  # weed reads its client certificate's security.toml here
             )
         except OSError as exc:
             log.warning("cannot start %s: %s", argv[0], exc)
@@ -209,9 +212,9 @@ class _Bridge:
             except PUBLISH_ERRORS as exc:
                 log.warning("publish of %s failed (%r); retrying in %.1f s", envelope.Key, exc, delay_s)
                 if isinstance(exc, nats.js.errors.NoStreamResponseError):
-                    # NATS came back without its storage: declare the stream again.
-                    with contextlib.suppress(*PUBLISH_ERRORS):
-                        await nats_io.ensure_topology(self.js, self.settings)
+                    # NATS came back without its storage. Declaring streams is the admin's right, not the
+                    # events user's: the event waits here (behind the checkpoint) until the stack does.
+                    log.warning("no stream captures %s: restart the stack to declare it", self.settings.events_subject)
             else:
                 log.debug("published %s %s tsNs=%d", envelope.EventName, envelope.Key, ts_ns)
                 return True
@@ -221,15 +224,12 @@ class _Bridge:
 
 
 async def _connect(settings: BridgeSettings, stop: asyncio.Event) -> NATS | None:
-    """Connect and declare the topology, retrying until it works; None if stopped first."""
+    """Connect, retrying until it works; None if stopped first. The stack declares the topology."""
     delay_s = RETRY_MIN_S
     while not stop.is_set():
         nc: NATS | None = None
         try:
             nc = await _unless_stopped(nats_io.connect(settings, name="leadersboard-bridge"), stop)
-            if nc is None:
-                return None
-            await nats_io.ensure_topology(nc.jetstream(), settings)
             return nc
         except PUBLISH_ERRORS as exc:
             log.warning("NATS at %s not usable (%r); retrying in %.1f s", settings.nats_url, exc, delay_s)

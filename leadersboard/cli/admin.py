@@ -1,4 +1,4 @@
-"""`leadersboard admin token|quota|jobs|cancel` (with an admin token)."""
+"""`leadersboard admin token|user|quota|jobs|cancel` (with an admin token)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ __all__ = ["add_parser"]
 
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     admin = sub.add_parser("admin", help="administration (needs an admin token)")
-    areas = admin.add_subparsers(dest="area", required=True, metavar="{token,quota,jobs,cancel}")
+    areas = admin.add_subparsers(dest="area", required=True, metavar="{token,user,quota,jobs,cancel}")
 
     token = areas.add_parser("token", help="API tokens").add_subparsers(dest="action", required=True)
     create = token.add_parser("create", parents=[common], help="issue a token (shown once)")
@@ -35,6 +35,16 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     revoke.add_argument("token_id")
     revoke.set_defaults(func=cmd_token_revoke)
 
+    user = areas.add_parser("user", help="user accounts").add_subparsers(dest="action", required=True)
+    disable = user.add_parser(
+        "disable", parents=[common], help="revoke a user's tokens, refuse new ones, cancel its pending and running jobs"
+    )
+    enable = user.add_parser("enable", parents=[common], help="let a disabled user be issued tokens again")
+    for action, func in ((disable, cmd_user_disable), (enable, cmd_user_enable)):
+        action.add_argument("name")
+        action.add_argument("--json", action="store_true")
+        action.set_defaults(func=func)
+
     quota = areas.add_parser("quota", help="submission limits").add_subparsers(dest="action", required=True)
     qset = quota.add_parser("set", parents=[common], help="set a user's limits or the defaults")
     target = qset.add_mutually_exclusive_group(required=True)
@@ -43,6 +53,8 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     qset.add_argument("--per-hour", type=int, help="submissions per rolling hour")
     qset.add_argument("--concurrent", type=int, help="jobs running at once (more wait as pending)")
     qset.add_argument("--timeout-s", dest="job_timeout_s", type=int, help="time limit of each job, in seconds")
+    qset.add_argument("--disk-gib", dest="job_disk_gib", type=float, help="disk of each job (working and output dirs)")
+    qset.add_argument("--memory-gib", dest="job_memory_gib", type=float, help="memory of each job (all its processes)")
     qset.add_argument("--json", action="store_true")
     qset.set_defaults(func=cmd_quota_set)
     reset = quota.add_parser("reset", parents=[common], help="drop a user's override: the defaults apply")
@@ -107,26 +119,57 @@ def cmd_token_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
-LIMITS = ("per_hour", "concurrent", "job_timeout_s")
-LIMIT_HEADERS = ("per hour", "concurrent", "time limit")
+def cmd_user_disable(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        state = client.disable_user(args.name)
+    if args.json:
+        print_json(state)
+        return 0
+    tokens, jobs = len(state["revoked_tokens"]), state["cancelled"]
+    err.print(f"disabled [bold]{state['user']}[/bold]: {tokens} token(s) revoked, {len(jobs)} job(s) cancelled")
+    for submission_id in jobs:
+        write(submission_id + "\n")
+    return 0
+
+
+def cmd_user_enable(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        state = client.enable_user(args.name)
+    if args.json:
+        print_json(state)
+        return 0
+    err.print(
+        f"enabled [bold]{state['user']}[/bold]: its revoked tokens stay revoked; issue a new one with "
+        f"`leadersboard admin token create --user {state['user']}`"
+    )
+    return 0
+
+
+LIMITS = ("per_hour", "concurrent", "job_timeout_s", "job_disk_gib", "job_memory_gib")
+LIMIT_HEADERS = ("per hour", "concurrent", "time limit", "disk", "memory")
+UNITS = {"job_timeout_s": "s", "job_disk_gib": "GiB", "job_memory_gib": "GiB"}
 
 
 def _limit_text(name: str, value: Any) -> str:
-    if name == "job_timeout_s":
-        return "runner default" if value is None else f"{value} s"
+    if name in UNITS:
+        return "runner default" if value is None else f"{value:g} {UNITS[name]}"
     return str(value)
 
 
 def _describe(limits: Mapping[str, Any]) -> str:
-    timeout = limits.get("job_timeout_s")
-    time_limit = "the runner's time limit" if timeout is None else f"{timeout} s per job"
-    return f"{limits['per_hour']} submissions/hour, {limits['concurrent']} running at once, {time_limit}"
+    per_job = [
+        f"{what} {_limit_text(name, limits.get(name))}"
+        for name, what in (("job_timeout_s", "time"), ("job_disk_gib", "disk"), ("job_memory_gib", "memory"))
+    ]
+    return (
+        f"{limits['per_hour']} submissions/hour, {limits['concurrent']} running at once, per job: {', '.join(per_job)}"
+    )
 
 
 def cmd_quota_set(args: argparse.Namespace) -> int:
     given = {name: getattr(args, name) for name in LIMITS}
     if all(value is None for value in given.values()):
-        err.print("[red]error[/red]: give --per-hour, --concurrent and/or --timeout-s")
+        err.print("[red]error[/red]: give --per-hour, --concurrent, --timeout-s, --disk-gib and/or --memory-gib")
         return 2
     with client_for(args) as client:
         if args.default:

@@ -206,8 +206,10 @@ def _signal_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
 
 
-def nats_command(*, port: int, store_dir: Path, http_port: int | None = None) -> list[str]:
-    argv = [bin_path("nats-server"), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store_dir)]
+def nats_command(*, port: int, store_dir: Path, config: Path, http_port: int | None = None) -> list[str]:
+    """nats-server with JetStream; `config` holds its users and their permissions (no anonymous clients)."""
+    argv = [bin_path("nats-server"), "-c", str(config)]
+    argv += ["-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store_dir)]
     if http_port is not None:
         argv += ["-m", str(http_port)]
     return argv
@@ -215,14 +217,18 @@ def nats_command(*, port: int, store_dir: Path, http_port: int | None = None) ->
 
 @dataclass(frozen=True)
 class SeaweedPorts:
+    """HTTP ports of `weed mini`'s servers; each also listens for gRPC on its port + 10000."""
+
     master: int
     volume: int
     filer: int
     s3: int
+    # The admin server (maintenance workers; its UI is off): weed's default, else it would pick one itself.
+    admin: int = 23646
 
     @classmethod
     def free(cls) -> SeaweedPorts:
-        return cls(free_port_pair(), free_port_pair(), free_port_pair(), free_port_pair())
+        return cls(free_port_pair(), free_port_pair(), free_port_pair(), free_port_pair(), free_port_pair())
 
 
 def write_s3_identities(path: Path, *, access_key: str, secret_key: str) -> Path:
@@ -235,12 +241,21 @@ def write_s3_identities(path: Path, *, access_key: str, secret_key: str) -> Path
             }
         ]
     }
-    path.write_text(json.dumps(identities))
+    path.touch(mode=0o600)  # private before the secret goes in
     path.chmod(0o600)
+    path.write_text(json.dumps(identities))
     return path
 
 
 def seaweed_command(*, data_dir: Path, ports: SeaweedPorts, s3_config: Path) -> list[str]:
+    """`weed mini` serving S3 and nothing else anonymous clients could use.
+
+    Run it with the directory of its security.toml as cwd (leadersboard/stack/seaweed_security.py): JWT keys
+    close the filer's and volume server's HTTP APIs, mutual TLS closes every gRPC port. On top of that,
+    `-disableHttp` takes the filer's HTTP API and the master's data API (`/dir/assign`, `/vol/grow`,
+    `/col/delete`...) away altogether (S3 talks to them over gRPC), and the Iceberg and Lance catalogs and
+    WebDAV, which the platform does not use, are not started.
+    """
     return [
         bin_path("weed"),
         "mini",
@@ -251,6 +266,10 @@ def seaweed_command(*, data_dir: Path, ports: SeaweedPorts, s3_config: Path) -> 
         f"-volume.port={ports.volume}",
         f"-filer.port={ports.filer}",
         f"-s3.port={ports.s3}",
+        f"-admin.port={ports.admin}",
+        "-disableHttp",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
         "-webdav=false",
         "-admin.ui=false",
         f"-s3.config={s3_config}",

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import SecretStr
 
+from leadersboard import nats_io
+from leadersboard.nats_permissions import ADMIN, USERS, render_authorization
 from leadersboard.settings import NatsSettings, S3Settings
 from leadersboard.stack.procs import (
     ManagedProcess,
@@ -18,33 +23,56 @@ from leadersboard.stack.procs import (
     tcp_ready,
     write_s3_identities,
 )
+from leadersboard.stack.seaweed_security import SeaweedSecurity, ensure_seaweed_security
 
-__all__ = ["NatsServer", "Seaweed", "start_mlflow", "start_nats", "start_seaweed"]
+__all__ = ["MLFLOW_ADMIN", "NatsServer", "Seaweed", "start_mlflow", "start_nats", "start_seaweed"]
 
 
 @dataclass
 class NatsServer:
     process: ManagedProcess
     port: int
+    passwords: Mapping[str, str]
+    """Each NATS user's password (leadersboard/nats_permissions.py `USERS`)."""
 
     @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
-    def settings(self) -> NatsSettings:
-        return NatsSettings(nats_url=self.url)
+    def settings(self, user: str = ADMIN) -> NatsSettings:
+        """Settings to connect as `user`; the admin by default (every right: tests and the stack's bootstrap)."""
+        return NatsSettings(nats_url=self.url, nats_user=user, nats_password=SecretStr(self.passwords[user]))
 
 
-def start_nats(root: Path, *, port: int) -> NatsServer:
+def start_nats(root: Path, *, port: int, passwords: Mapping[str, str] | None = None) -> NatsServer:
+    """nats-server with one user per service (fresh random passwords unless given), anonymous clients refused,
+    and the streams and KV buckets declared by the admin user."""
     store = root / "nats"
     store.mkdir(parents=True, exist_ok=True)
+    passwords = passwords or {user: secrets.token_urlsafe(24) for user in USERS}
+    config = root / "nats-server.conf"
+    # Created private before the passwords go in: no moment where another account could read them.
+    config.touch(mode=0o600)
+    config.chmod(0o600)
+    config.write_text(render_authorization(NatsSettings(), passwords))
     process = ManagedProcess(
         "nats-server",
-        nats_command(port=port, store_dir=store),
+        nats_command(port=port, store_dir=store, config=config),
         root / "logs" / "nats-server.log",
         ready=tcp_ready("127.0.0.1", port),
     )
-    return NatsServer(process.start().wait_ready(30), port)
+    server = NatsServer(process.start().wait_ready(30), port, passwords)
+    asyncio.run(_declare_topology(server.settings(ADMIN)))
+    return server
+
+
+async def _declare_topology(settings: NatsSettings) -> None:
+    """Streams and buckets exist before any service starts: services may only bind to them."""
+    nc = await nats_io.connect(settings, name="stack-topology")
+    try:
+        await nats_io.ensure_topology(nc.jetstream(), settings)
+    finally:
+        await nc.drain()
 
 
 @dataclass
@@ -53,6 +81,8 @@ class Seaweed:
     ports: SeaweedPorts
     access_key: str
     secret_key: str
+    security: SeaweedSecurity
+    """Its security.toml, keys and certificates: a `weed` tool run with `cwd=security.directory` gets in."""
 
     @property
     def s3_url(self) -> str:
@@ -72,23 +102,35 @@ class Seaweed:
 
 
 def start_seaweed(root: Path, *, ports: SeaweedPorts, access_key: str, secret_key: str) -> Seaweed:
+    """`weed mini` whose only anonymous-facing API is S3 with its identities (see `seaweed_command`)."""
     data = root / "seaweedfs"
     data.mkdir(parents=True, exist_ok=True)
+    data.chmod(0o700)  # its volumes, filer store and unix sockets are nobody else's business
+    security = ensure_seaweed_security(root / "seaweedfs-security")
     identities = write_s3_identities(root / "s3-identities.json", access_key=access_key, secret_key=secret_key)
     process = ManagedProcess(
         "seaweedfs",
         seaweed_command(data_dir=data, ports=ports, s3_config=identities),
         root / "logs" / "seaweedfs.log",
+        cwd=security.directory,  # where weed reads security.toml
         # 403 means S3 answers and refuses the anonymous probe: authentication is on.
         ready=http_ready(f"http://127.0.0.1:{ports.s3}/", accept=(403,)),
     )
-    return Seaweed(process.start().wait_ready(60), ports, access_key, secret_key)
+    return Seaweed(process.start().wait_ready(60), ports, access_key, secret_key, security)
 
 
-def start_mlflow(root: Path, *, port: int, s3: S3Settings) -> ManagedProcess:
-    """MLflow with its runs in SQLite under `root` and its artifacts in the S3 store, served through it."""
+MLFLOW_ADMIN = "admin"
+
+
+def start_mlflow(root: Path, *, port: int, s3: S3Settings, admin_password: str, secret_key: str) -> ManagedProcess:
+    """MLflow with its runs in SQLite under `root` and its artifacts in the S3 store, served through it.
+
+    It runs MLflow's basic-auth app: anonymous requests get 401. Its accounts (`basic_auth.db` beside the runs)
+    are the platform's services only; users reach it through ingest's proxy (ingest/mlflow_proxy.py).
+    """
     data = root / "mlflow"
     data.mkdir(parents=True, exist_ok=True)
+    auth_config = _write_mlflow_auth_config(data)
     argv = [
         sys.executable, "-m", "mlflow", "server",
         "--host", "127.0.0.1",
@@ -97,12 +139,19 @@ def start_mlflow(root: Path, *, port: int, s3: S3Settings) -> ManagedProcess:
         "--backend-store-uri", f"sqlite:///{data / 'mlflow.db'}",
         "--artifacts-destination", f"s3://{s3.bucket}/mlflow",
         "--serve-artifacts",
+        "--app-name", "basic-auth",
     ]  # fmt: skip
     env = {
         "MLFLOW_S3_ENDPOINT_URL": s3.s3_endpoint_url,
         "AWS_ACCESS_KEY_ID": s3.s3_access_key.get_secret_value(),
         "AWS_SECRET_ACCESS_KEY": s3.s3_secret_key.get_secret_value(),
         "AWS_DEFAULT_REGION": s3.s3_region,
+        "MLFLOW_AUTH_CONFIG_PATH": str(auth_config),
+        # Used only the first time, to create the admin in an empty basic_auth.db.
+        "MLFLOW_AUTH_ADMIN_PASSWORD": admin_password,
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": secret_key,
+        # No job-execution workers (MLflow's GenAI jobs): the platform uses none, and they cost ~1.4 GB.
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
     }
     process = ManagedProcess(
         "mlflow",
@@ -112,3 +161,17 @@ def start_mlflow(root: Path, *, port: int, s3: S3Settings) -> ManagedProcess:
         ready=http_ready(f"http://127.0.0.1:{port}/health"),
     )
     return process.start()
+
+
+def _write_mlflow_auth_config(data: Path) -> Path:
+    """MLflow's auth settings: accounts in `data`; a non-admin account (the runners') may create experiments
+    and write runs in any (EDIT), so runs still land in experiments created before authentication was on."""
+    path = data / "basic_auth.ini"
+    path.write_text(
+        "[mlflow]\n"
+        "default_permission = EDIT\n"
+        f"database_uri = sqlite:///{data / 'basic_auth.db'}\n"
+        f"admin_username = {MLFLOW_ADMIN}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
+    return path

@@ -20,6 +20,7 @@ class StackSettings(BaseSettings):
     seaweed_master_port: int = 9333
     seaweed_volume_port: int = 9334
     seaweed_filer_port: int = 8888
+    seaweed_admin_port: int = 23646
     mlflow_port: int = 5010
     ingest_port: int = 8000
     frontend_port: int = 8501
@@ -31,6 +32,7 @@ class StackSettings(BaseSettings):
             seaweed_master=self.seaweed_master_port,
             seaweed_volume=self.seaweed_volume_port,
             seaweed_filer=self.seaweed_filer_port,
+            seaweed_admin=self.seaweed_admin_port,
             mlflow=self.mlflow_port,
             ingest=self.ingest_port,
             frontend=self.frontend_port,

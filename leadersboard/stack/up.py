@@ -6,6 +6,7 @@ import asyncio
 import json
 import secrets
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,12 +14,20 @@ from typing import Any
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
-from leadersboard import nats_io
+from leadersboard import nats_io, nats_permissions
+from leadersboard.mlflow_auth import account_works
 from leadersboard.models import Role
 from leadersboard.s3 import ensure_bucket, make_client
 from leadersboard.settings import NatsSettings, S3Settings, settings_env
-from leadersboard.stack.procs import ManagedProcess, SeaweedPorts, free_port, free_port_pair, http_ready
-from leadersboard.stack.services import start_mlflow, start_nats, start_seaweed
+from leadersboard.stack.procs import (
+    ManagedProcess,
+    SeaweedPorts,
+    StartupError,
+    free_port,
+    free_port_pair,
+    http_ready,
+)
+from leadersboard.stack.services import MLFLOW_ADMIN, start_mlflow, start_nats, start_seaweed
 from leadersboard.tokens import TokenStore, new_token
 
 __all__ = ["Stack", "StackPorts"]
@@ -34,6 +43,7 @@ class StackPorts:
     seaweed_master: int = 9333
     seaweed_volume: int = 9334
     seaweed_filer: int = 8888
+    seaweed_admin: int = 23646
     mlflow: int = 5010
     ingest: int = 8000
     frontend: int = 8501
@@ -42,8 +52,12 @@ class StackPorts:
     def free(cls) -> StackPorts:
         return cls(
             nats=free_port(), s3=free_port_pair(), seaweed_master=free_port_pair(), seaweed_volume=free_port_pair(),
-            seaweed_filer=free_port_pair(), mlflow=free_port(), ingest=free_port(), frontend=free_port(),
+            seaweed_filer=free_port_pair(), seaweed_admin=free_port_pair(), mlflow=free_port(), ingest=free_port(),
+            frontend=free_port(),
         )  # fmt: skip
+
+
+MLFLOW_SECRETS = ("admin_password", "runner_password", "secret_key")
 
 
 @dataclass
@@ -53,6 +67,10 @@ class Secrets:
     admin_token: str
     demo_token: str
     manifest_secret: str = ""
+    nats_passwords: dict[str, str] = field(default_factory=dict)
+    """One NATS user per service (leadersboard/nats_permissions.py); added to a data dir from before."""
+    mlflow: dict[str, str] = field(default_factory=dict)
+    """MLflow's admin and runner passwords and its Flask secret key (`MLFLOW_SECRETS`); added likewise."""
 
     @classmethod
     def load_or_create(cls, path: Path) -> Secrets:
@@ -61,10 +79,15 @@ class Secrets:
             loaded = cls(**json.loads(path.read_text()))
         else:
             loaded = cls("lb-" + secrets.token_hex(8), secrets.token_urlsafe(30), new_token(), new_token())
-        if not loaded.manifest_secret:
-            loaded.manifest_secret = secrets.token_urlsafe(32)
-            path.write_text(json.dumps(asdict(loaded)))
+        missing_nats = [user for user in nats_permissions.USERS if user not in loaded.nats_passwords]
+        missing_mlflow = [name for name in MLFLOW_SECRETS if name not in loaded.mlflow]
+        loaded.mlflow.update({name: secrets.token_urlsafe(32) for name in missing_mlflow})
+        if not loaded.manifest_secret or missing_nats or missing_mlflow:
+            loaded.manifest_secret = loaded.manifest_secret or secrets.token_urlsafe(32)
+            loaded.nats_passwords.update({user: secrets.token_urlsafe(24) for user in missing_nats})
+            path.touch(mode=0o600)
             path.chmod(0o600)
+            path.write_text(json.dumps(asdict(loaded)))
         return loaded
 
 
@@ -82,6 +105,8 @@ class Stack:
         self.data_dir = self.data_dir.resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.secrets = Secrets.load_or_create(self.data_dir / "secrets.json")
+        # MLflow itself listens on a private port; the public one (ports.mlflow) is ingest's proxy.
+        self.mlflow_internal_url = f"http://127.0.0.1:{free_port()}"
         self.logs = self.data_dir / "logs"
 
     @property
@@ -95,7 +120,15 @@ class Stack:
 
     @property
     def nats(self) -> NatsSettings:
-        return NatsSettings(nats_url=f"nats://127.0.0.1:{self.ports.nats}")
+        """The admin's NATS settings: the stack declares the topology and bootstraps tokens with them."""
+        return self.nats_as(nats_permissions.ADMIN)
+
+    def nats_as(self, user: str) -> NatsSettings:
+        return NatsSettings(
+            nats_url=f"nats://127.0.0.1:{self.ports.nats}",
+            nats_user=user,
+            nats_password=SecretStr(self.secrets.nats_passwords[user]),
+        )
 
     @property
     def urls(self) -> dict[str, str]:
@@ -129,18 +162,27 @@ class Stack:
         return info
 
     def _start_backing_services(self) -> None:
-        nats = start_nats(self.data_dir, port=self.ports.nats)
+        nats = start_nats(self.data_dir, port=self.ports.nats, passwords=self.secrets.nats_passwords)
         self.processes.append(nats.process)
         p = self.ports
         seaweed = start_seaweed(
             self.data_dir,
-            ports=SeaweedPorts(master=p.seaweed_master, volume=p.seaweed_volume, filer=p.seaweed_filer, s3=p.s3),
+            ports=SeaweedPorts(
+                master=p.seaweed_master, volume=p.seaweed_volume, filer=p.seaweed_filer, s3=p.s3, admin=p.seaweed_admin
+            ),
             access_key=self.secrets.s3_access_key,
             secret_key=self.secrets.s3_secret_key,
         )
         self.processes.append(seaweed.process)
+        self.seaweed = seaweed
         ensure_bucket(make_client(self.s3), BUCKET)
-        self.mlflow = start_mlflow(self.data_dir, port=p.mlflow, s3=self.s3)
+        self.mlflow = start_mlflow(
+            self.data_dir,
+            port=int(self.mlflow_internal_url.rsplit(":", 1)[1]),
+            s3=self.s3,
+            admin_password=self.secrets.mlflow["admin_password"],
+            secret_key=self.secrets.mlflow["secret_key"],
+        )
         self.processes.append(self.mlflow)
         asyncio.run(self._register_tokens())
 
@@ -161,28 +203,39 @@ class Stack:
         from ingest.settings import IngestSettings
         from leadersboard.bridge.settings import BridgeSettings
 
-        common: dict[str, Any] = {**self.s3.model_dump(), **self.nats.model_dump()}
+        common: dict[str, Any] = self.s3.model_dump()
+
+        def nats(user: str) -> dict[str, Any]:  # every service connects as its own NATS user
+            return self.nats_as(user).model_dump()
+
         signing: dict[str, Any] = {"manifest_secret": SecretStr(self.secrets.manifest_secret)}
         p, urls = self.ports, self.urls
         bridge = BridgeSettings(
             **common,
+            **nats(nats_permissions.EVENTS),
             filer_address=f"127.0.0.1:{p.seaweed_filer}",
+            seaweed_security_dir=self.seaweed.security.directory,
             checkpoint_path=self.data_dir / "bridge" / "checkpoint",
         )
         self._spawn("bridge", "leadersboard.bridge", bridge)
         ingest = IngestSettings(
-            **common, **signing, port=p.ingest, mlflow_public_url=urls["mlflow"], **self.overrides.get("ingest", {})
-        )
+            **common, **nats(nats_permissions.INGEST), **signing, port=p.ingest, mlflow_public_url=urls["mlflow"],
+            **self._mlflow_proxy(), **self.overrides.get("ingest", {}),
+        )  # fmt: skip
         self._spawn("ingest", "ingest", ingest, ready=http_ready(f"{urls['api']}/health"))
-        dispatcher = DispatcherSettings(**common, **signing, **self.overrides.get("dispatcher", {}))
+        dispatcher = DispatcherSettings(
+            **common, **nats(nats_permissions.DISPATCHER), **signing, **self.overrides.get("dispatcher", {})
+        )
         self._spawn("dispatcher", "dispatcher", dispatcher)
         for index in range(self.runners):
             runner = RunnerSettings(
                 **common,
+                **nats(nats_permissions.RUNNER),
                 runner_id=f"local-runner-{index}",
                 work_dir=self.data_dir / "runner" / str(index),
-                mlflow_tracking_uri=urls["mlflow"],
+                mlflow_tracking_uri=self.mlflow_internal_url,
                 mlflow_public_url=urls["mlflow"],
+                mlflow_password=SecretStr(self.secrets.mlflow["runner_password"]),
                 **self.overrides.get("runner", {}),
             )
             self._spawn("runner" if index == 0 else f"runner-{index}", "gpu_runner", runner)
@@ -199,6 +252,26 @@ class Stack:
             self._spawn("frontend", "frontend", frontend, ready=http_ready(urls["frontend"]))
         for process in self.processes:
             process.wait_ready(180)
+        self._wait_for_runner_account()
+
+    def _mlflow_proxy(self) -> dict[str, Any]:
+        """Ingest serves the public MLflow port and creates the runners' MLflow account."""
+        return {
+            "mlflow_proxy_port": self.ports.mlflow,
+            "mlflow_upstream_url": self.mlflow_internal_url,
+            "mlflow_admin_user": MLFLOW_ADMIN,
+            "mlflow_admin_password": SecretStr(self.secrets.mlflow["admin_password"]),
+            "mlflow_runner_password": SecretStr(self.secrets.mlflow["runner_password"]),
+        }
+
+    def _wait_for_runner_account(self, timeout_s: float = 60.0) -> None:
+        """Jobs may finish as soon as `start` returns: the account their runs are logged with must work by then."""
+        deadline = time.monotonic() + timeout_s
+        password = self.secrets.mlflow["runner_password"]
+        while not account_works(self.mlflow_internal_url, username="runner", password=password):
+            if time.monotonic() > deadline:
+                raise StartupError(f"MLflow refused the runner account after {timeout_s:.0f} s; see logs/ingest.log")
+            time.sleep(0.5)
 
     def _spawn(self, name: str, module: str, settings: BaseSettings, ready: Any = None) -> None:
         process = ManagedProcess(
@@ -217,7 +290,7 @@ class Stack:
         """Start a process again with the same command and settings (after a kill or stop)."""
         old = self.process(name)
         old.stop()
-        fresh = ManagedProcess(old.name, old.argv, old.log_path, env=old.env, ready=old.ready)
+        fresh = ManagedProcess(old.name, old.argv, old.log_path, env=old.env, cwd=old.cwd, ready=old.ready)
         self.processes[self.processes.index(old)] = fresh.start()
         return fresh
 
