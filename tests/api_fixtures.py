@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,10 +18,26 @@ from pydantic import SecretStr
 from ingest.app import create_app
 from ingest.settings import IngestSettings
 from leadersboard.jobs import JobStore
-from leadersboard.settings import NatsSettings, S3Settings
+from leadersboard.s3 import ensure_bucket, make_client
+from leadersboard.settings import NatsSettings, S3Settings, settings_env
+from leadersboard.stack.procs import ManagedProcess, free_port, http_ready
+from leadersboard.stack.services import Seaweed, start_nats
 from leadersboard.tokens import TokenStore, new_token
 
-__all__ = ["ADMIN_TOKEN", "MAX_FILE_BYTES", "Api", "alice", "api", "app", "bearer", "bob", "jobs", "settings", "tokens"]
+__all__ = [
+    "ADMIN_TOKEN",
+    "MAX_FILE_BYTES",
+    "Api",
+    "alice",
+    "api",
+    "app",
+    "bearer",
+    "bob",
+    "ingest_process",
+    "jobs",
+    "settings",
+    "tokens",
+]
 
 ADMIN_TOKEN = new_token()
 MAX_FILE_BYTES = 1024 * 1024
@@ -75,3 +94,28 @@ async def http(method: str, url: str, **kwargs: Any) -> httpx.Response:
     """One plain HTTP call from outside the platform, as a user's browser or script makes it."""
     async with httpx.AsyncClient() as client:
         return await client.request(method, url, **kwargs)
+
+
+@contextmanager
+def ingest_process(root: Path, seaweed: Seaweed, *, admin_token: str) -> Iterator[tuple[str, Path]]:
+    """A real `python -m ingest` on a free port, with its own nats-server and bucket: its URL and log file."""
+    nats = start_nats(root, port=free_port())
+    s3 = seaweed.settings()
+    ensure_bucket(make_client(s3), s3.bucket)
+    port = free_port()
+    settings = IngestSettings(
+        **nats.settings().model_dump(), **s3.model_dump(), port=port, admin_token=SecretStr(admin_token),
+        manifest_secret=SecretStr("test-secret"),
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    log_path = root / "ingest.log"
+    ingest = ManagedProcess(
+        "ingest", [sys.executable, "-m", "ingest"], log_path, env=settings_env(settings),
+        ready=http_ready(f"{url}/api/v1/health"),
+    )  # fmt: skip
+    ingest.start().wait_ready(60)
+    try:
+        yield url, log_path
+    finally:
+        ingest.stop()
+        nats.process.stop()

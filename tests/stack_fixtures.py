@@ -63,7 +63,7 @@ def mlflow_admin_url(info: dict[str, Any], user: str = "admin", token_key: str =
 
 def max_overlap(records: list[JobRecord]) -> int:
     """The most jobs running at once among `records` (finished ones, by their start and end times)."""
-    edges = sorted([(r.started_at, 1) for r in records] + [(r.finished_at, -1) for r in records])  # type: ignore[list-item]
+    edges = sorted([(r.started_at, 1) for r in records] + [(r.finished_at, -1) for r in records])
     running = peak = 0
     for _, step in edges:
         running += step

@@ -11,17 +11,14 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
 
 from ingest.context import MAX_BODY_DEPTH
-from ingest.settings import IngestSettings
 from leadersboard.client import ApiError
 from leadersboard.limits import (
     MAX_DATASET_CHARS,
@@ -32,12 +29,9 @@ from leadersboard.limits import (
     MLFLOW_NAME_RULE,
 )
 from leadersboard.models import MAX_FILES, JobStatus
-from leadersboard.s3 import ensure_bucket, make_client
-from leadersboard.settings import settings_env
-from leadersboard.stack.procs import ManagedProcess, free_port, http_ready
-from leadersboard.stack.services import NatsServer, Seaweed, start_nats
+from leadersboard.stack.services import Seaweed
 from leadersboard.tokens import new_token
-from tests.api_fixtures import ADMIN_TOKEN, Api, bearer
+from tests.api_fixtures import ADMIN_TOKEN, Api, bearer, ingest_process
 from tests.stack_fixtures import client_for, running_stack, write_submission
 
 pytestmark = pytest.mark.timeout(180)
@@ -285,25 +279,8 @@ async def test_aiohttps_own_404_405_and_413_have_the_error_body(api: Api, alice:
 
 @pytest.fixture(scope="module")
 def ingest_port(tmp_path_factory: pytest.TempPathFactory, seaweed: Seaweed) -> Iterator[int]:
-    root = tmp_path_factory.mktemp("edge")
-    nats: NatsServer = start_nats(root, port=free_port())
-    s3 = seaweed.settings()
-    ensure_bucket(make_client(s3), s3.bucket)
-    port = free_port()
-    settings = IngestSettings(
-        **nats.settings().model_dump(), **s3.model_dump(), port=port, admin_token=SecretStr(EDGE_ADMIN),
-        manifest_secret=SecretStr("edge-secret"),
-    )  # fmt: skip
-    ingest = ManagedProcess(
-        "ingest", [sys.executable, "-m", "ingest"], root / "ingest.log", env=settings_env(settings),
-        ready=http_ready(f"http://127.0.0.1:{port}/api/v1/health"),
-    )  # fmt: skip
-    ingest.start().wait_ready(60)
-    try:
-        yield port
-    finally:
-        ingest.stop()
-        nats.process.stop()
+    with ingest_process(tmp_path_factory.mktemp("edge"), seaweed, admin_token=EDGE_ADMIN) as (url, _):
+        yield int(url.rsplit(":", 1)[1])
 
 
 def raw_exchange(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-from pydantic import SecretStr
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
@@ -18,11 +15,9 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from ingest.settings import IngestSettings
-from leadersboard.settings import S3Settings, settings_env
-from leadersboard.stack.procs import ManagedProcess, free_port, http_ready
-from leadersboard.stack.services import NatsServer, start_nats
+from leadersboard.stack.services import Seaweed
 from leadersboard.tokens import new_token
+from tests.api_fixtures import ingest_process
 
 ADMIN = new_token()
 # What the API promises: no 5xx, only documented status codes and content types, bodies as documented.
@@ -30,30 +25,10 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 
 @pytest.fixture(scope="module")
-def ingest_url(tmp_path_factory: pytest.TempPathFactory, seaweed: object) -> Iterator[str]:
-    root = tmp_path_factory.mktemp("fuzz")
-    nats: NatsServer = start_nats(root, port=free_port())
-    s3: S3Settings = seaweed.settings()  # type: ignore[attr-defined]
-    from leadersboard.s3 import ensure_bucket, make_client
-
-    ensure_bucket(make_client(s3), s3.bucket)
-    port = free_port()
-    settings = IngestSettings(
-        **nats.settings().model_dump(), **s3.model_dump(), port=port, admin_token=SecretStr(ADMIN),
-        manifest_secret=SecretStr("fuzz-secret"),
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    ingest = ManagedProcess(
-        "ingest", [sys.executable, "-m", "ingest"], root / "ingest.log", env=settings_env(settings),
-        ready=http_ready(f"{url}/api/v1/health"),
-    )  # fmt: skip
-    ingest.start().wait_ready(60)
-    try:
+def ingest_url(tmp_path_factory: pytest.TempPathFactory, seaweed: Seaweed) -> Iterator[str]:
+    with ingest_process(tmp_path_factory.mktemp("fuzz"), seaweed, admin_token=ADMIN) as (url, log_path):
         yield url
-    finally:
-        ingest.stop()
-        nats.process.stop()
-        assert "Traceback" not in Path(root / "ingest.log").read_text(), "ingest logged an unhandled error"
+        assert "Traceback" not in log_path.read_text(), "ingest logged an unhandled error"
 
 
 @pytest.fixture(scope="module")
