@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from nats.js.errors import NoKeysError
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
 from leadersboard.models import IssuedSubmission, utcnow
-from leadersboard.nats_io import kv_read
+from leadersboard.nats_io import kv_keys, kv_read
 
 __all__ = ["IssuedStore"]
 
@@ -40,12 +39,8 @@ class IssuedStore:
     async def older_than(self, age_s: float, *, now: datetime | None = None) -> list[IssuedSubmission]:
         """Issued submissions at least `age_s` old, oldest first."""
         cutoff = (now or utcnow()) - timedelta(seconds=age_s)
-        try:
-            keys = await self._kv.keys()
-        except NoKeysError:
-            return []
         due = []
-        for key in keys:
+        for key in await kv_keys(self._kv):  # exact, unlike kv.keys() (see nats_io.kv_keys)
             raw = await kv_read(self._kv, key)
             try:
                 issued = IssuedSubmission.model_validate_json(raw[0] if raw else b"")

@@ -65,20 +65,22 @@ class JobStore:
     async def _watch(self, pattern: str) -> list[JobRecord]:
         """The current records whose keys match the subject pattern, filtered by the server."""
         watcher = await self._kv.watch(pattern, ignore_deletes=True)
-        records: list[JobRecord] = []
+        records: dict[str, JobRecord] = {}
         try:
             async for entry in watcher:
                 if entry is None:
                     break
                 if entry.value:
-                    records.append(JobRecord.model_validate_json(entry.value))
+                    records[entry.key] = JobRecord.model_validate_json(entry.value)
         finally:
             await watcher.stop()
-        if not records:
-            # nats-py's watcher can end before its first entry (see nats_io.kv_keys): make sure none exist.
-            found = [await self._get(key) for key in await kv_keys(self._kv, pattern)]
-            records = [record for record, _ in filter(None, found)]
-        return records
+        # nats-py's watcher can end before it has delivered every entry (see nats_io.kv_keys): the stream's
+        # own list of keys is exact, so read the ones the watch missed.
+        for key in set(await kv_keys(self._kv, pattern)) - records.keys():
+            found = await self._get(key)
+            if found is not None:
+                records[key] = found[0]
+        return list(records.values())
 
     async def _get(self, key: str) -> tuple[JobRecord, int] | None:
         found = await kv_read(self._kv, key)
