@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from gpu_runner.sandbox import Limits
 
-__all__ = ["Cause", "failure_reason", "find_cause"]
+__all__ = ["Cause", "failure_reason", "find_cause", "limit_reason"]
 
 TAIL_LINES = 15
 GIB = 1024**3
@@ -67,16 +67,34 @@ def find_cause(tail: str, limits: Limits) -> str | None:
 def failure_reason(exit_code: int | None, killed_by: int | None, tail: str, limits: Limits) -> str:
     """`<cause>; exit code N (killed by SIGX); last lines of the log:\n...`."""
     cause = find_cause(tail, limits)
+    if cause is None and killed_by == signal.SIGKILL:
+        cause = f"killed by {_signal_name(killed_by)}: most often the machine ran out of memory"
+    elif cause is None and killed_by == signal.SIGXFSZ:
+        cause = find_cause("File too large", limits)
+    return f"{cause + '; ' if cause else ''}{_exit_and_tail(exit_code, killed_by, tail)}"
+
+
+def limit_reason(over_limit: str, exit_code: int | None, killed_by: int | None, tail: str) -> str:
+    """The reason of a job that went over its per-job memory or disk limit: what to do, then its log's end."""
+    if over_limit.startswith("memory"):
+        advice = (
+            "the job's processes together (with files in /tmp and /dev/shm) used all of it and the kernel killed "
+            "one; use less memory (smaller batches, fewer data loader workers) or ask an admin for a higher limit"
+        )
+    else:
+        advice = (
+            "the working, output and TMPDIR directories together may hold no more; "
+            "write less (fewer checkpoints, smaller images) or ask an admin for a higher limit"
+        )
+    return f"{over_limit}: {advice}; {_exit_and_tail(exit_code, killed_by, tail)}"
+
+
+def _exit_and_tail(exit_code: int | None, killed_by: int | None, tail: str) -> str:
     code = f"exit code {exit_code}"
     if killed_by is not None:
-        name = _signal_name(killed_by)
-        code += f" (killed by {name})"
-        if cause is None and killed_by == signal.SIGKILL:
-            cause = f"killed by {name}: most often the machine ran out of memory"
-        elif cause is None and killed_by == signal.SIGXFSZ:
-            cause = find_cause("File too large", limits)
+        code += f" (killed by {_signal_name(killed_by)})"
     lines = "\n".join(tail.splitlines()[-TAIL_LINES:])
-    return f"{cause + '; ' if cause else ''}{code}; last lines of the log:\n{lines}"
+    return f"{code}; last lines of the log:\n{lines}"
 
 
 def _signal_name(number: int) -> str:

@@ -24,7 +24,6 @@ __all__ = [
     "JobLaunch",
     "host_limits",
     "job_environment",
-    "limit_reason",
     "run_entrypoint",
     "truncation_marker",
 ]
@@ -228,33 +227,6 @@ async def run_entrypoint(
         tail=capture.tail_text(),
         over_limit=over_limit,
     )
-
-
-def limit_reason(result: ExecResult) -> str:
-    """The failure reason of a job that went over its memory or disk limit: what to do, then its log's end."""
-    assert result.over_limit is not None
-    if result.over_limit.startswith("memory"):
-        advice = (
-            "the job's processes together (with files in /tmp and /dev/shm) used all of it and the kernel killed "
-            "one; use less memory (smaller batches, fewer data loader workers) or ask an admin for a higher limit"
-        )
-    else:
-        advice = (
-            "the working, output and TMPDIR directories together may hold no more; "
-            "write less (fewer checkpoints, smaller images) or ask an admin for a higher limit"
-        )
-    code = f"exit code {result.exit_code}"
-    if result.signal is not None:
-        code += f" (killed by {_signal_name(result.signal)})"
-    lines = "\n".join(result.tail.splitlines()[-15:])
-    return f"{result.over_limit}: {advice}; {code}; last lines of the log:\n{lines}"
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
 
 
 class _LogCapture:

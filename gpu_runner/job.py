@@ -10,9 +10,9 @@ import shutil
 from dataclasses import dataclass
 
 from gpu_runner.datasets import DatasetCache
-from gpu_runner.diagnosis import failure_reason
+from gpu_runner.diagnosis import failure_reason, limit_reason
 from gpu_runner.disk import GIB, JobDisk, is_disk_full_error, open_workspace
-from gpu_runner.execute import ExecResult, JobLaunch, limit_reason, run_entrypoint
+from gpu_runner.execute import ExecResult, JobLaunch, run_entrypoint
 from gpu_runner.results import BadMetrics, dataset_name, output_files, read_metrics, upload_results
 from gpu_runner.sandbox import Limits, dataset_cache_root, resolve_sandbox
 from gpu_runner.settings import RunnerSettings
@@ -128,7 +128,8 @@ def _judge(
     if result.cancelled:
         return JobOutcome(JobStatus.CANCELLED, "cancelled while running", result.exit_code), None
     if result.over_limit is not None:  # before the exit code: the limit is why it crashed
-        return JobOutcome(JobStatus.FAILED, limit_reason(result), result.exit_code), None
+        reason = limit_reason(result.over_limit, result.exit_code, result.signal, result.tail)
+        return JobOutcome(JobStatus.FAILED, reason, result.exit_code), None
     if result.timed_out:
         reason = f"timeout: still running after the limit of {timeout_s:.0f} s; the job was killed"
         return JobOutcome(JobStatus.FAILED, reason, result.exit_code), None

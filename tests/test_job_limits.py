@@ -23,8 +23,9 @@ from typing import Any
 import pytest
 
 from gpu_runner.cgroups import CgroupHost, host_cgroups
+from gpu_runner.diagnosis import limit_reason
 from gpu_runner.disk import GIB, disk_method, open_workspace
-from gpu_runner.execute import ExecResult, JobLaunch, limit_reason, run_entrypoint
+from gpu_runner.execute import ExecResult, JobLaunch, run_entrypoint
 from gpu_runner.sandbox import check_sandbox
 from leadersboard.client import Client
 from leadersboard.models import JobRecord, JobStatus, utcnow
@@ -105,6 +106,11 @@ def run_limited(data_root: Path, body: str, *, memory_gib: float, disk_gib: floa
         workspace.remove()
 
 
+def reason_of(result: ExecResult) -> str:
+    assert result.over_limit is not None
+    return limit_reason(result.over_limit, result.exit_code, result.signal, result.tail)
+
+
 def _usage(top: Path) -> int:
     done = subprocess.run(["du", "-s", "-B1", str(top)], capture_output=True, text=True, check=True)
     return int(done.stdout.split()[0])
@@ -114,7 +120,7 @@ def test_two_processes_together_over_the_job_memory_limit_fail_the_job(data_root
     ran = run_limited(data_root, HOLD_MEMORY.format(size=GIB), memory_gib=1.5, disk_gib=1)
     assert "a holder died: " in ran.log and "-9" in ran.log, ran.log  # the kernel killed one of them
     assert ran.result.over_limit == "memory limit of 1.5 GiB reached", ran.log
-    reason = limit_reason(ran.result)
+    reason = reason_of(ran.result)
     assert reason.startswith("memory limit of 1.5 GiB reached: the job's processes together"), reason
     assert "a holder died" in reason  # the end of the log follows
 
@@ -134,7 +140,7 @@ def test_a_job_writing_past_its_disk_limit_fails_and_the_disk_holds_no_more(data
     ran = run_limited(data_root, WRITE_DISK.format(where=directory, size=GIB), memory_gib=1, disk_gib=0.2)
     assert "write refused after" in ran.log and "No space left on device" in ran.log, ran.log
     assert ran.result.over_limit == "disk limit of 0.2 GiB reached", ran.log
-    assert limit_reason(ran.result).startswith("disk limit of 0.2 GiB reached: the working, output and TMPDIR")
+    assert reason_of(ran.result).startswith("disk limit of 0.2 GiB reached: the working, output and TMPDIR")
     # The loop volume refuses the first byte past the limit: no overshoot (docs/sandbox.md).
     assert 0.19 * GIB <= ran.used_bytes <= 0.2 * GIB + MIB, ran.used_bytes
 
