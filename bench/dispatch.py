@@ -29,11 +29,12 @@ from dispatcher.service import run as run_dispatcher
 from dispatcher.settings import DispatcherSettings
 from leadersboard import keys, nats_io
 from leadersboard.client import Client
-from leadersboard.models import FileSpec, Manifest, utcnow
+from leadersboard.models.base import utcnow
+from leadersboard.models.submission import FileSpec, Manifest
 from leadersboard.s3 import ensure_bucket, make_client
-from leadersboard.stack.procs import SeaweedPorts, free_port
-from leadersboard.stack.services import start_nats, start_seaweed
-from leadersboard.stack.up import Stack, StackPorts
+from tools.stack.procs import SeaweedPorts, free_port
+from tools.stack.services import start_nats, start_seaweed
+from tools.stack.up import Stack, StackPorts
 
 MINIO_EVENT_SAMPLE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "minio-nats-event.sample.json"
 TIMED_MAIN = """import argparse, json, pathlib, time

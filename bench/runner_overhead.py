@@ -42,8 +42,8 @@ from gpu_runner.sandbox import Bind, Limits, check_sandbox  # noqa: E402
 from gpu_runner.settings import RunnerSettings  # noqa: E402
 from gpu_runner.workspace import Workspace  # noqa: E402
 from leadersboard.client import Client  # noqa: E402
-from leadersboard.models import JobStatus  # noqa: E402
-from leadersboard.stack.up import Stack, StackPorts  # noqa: E402
+from leadersboard.models.records import JobStatus  # noqa: E402
+from tools.stack.up import Stack, StackPorts  # noqa: E402
 
 LIGHT_MAIN = """import argparse, json, pathlib
 p = argparse.ArgumentParser(); p.add_argument("--config"); p.add_argument("--output"); a = p.parse_args()
@@ -69,7 +69,8 @@ def bare_runs(example: str, zip_path: Path, repeat: int, scratch: Path) -> tuple
     """Seconds of `python main.py ...`, plain and wrapped in the runner's sandbox, each `repeat` times."""
     settings = RunnerSettings(work_dir=scratch / "bare-runner" / "0")
     sandbox = check_sandbox(settings)
-    plain, sandboxed = [], []
+    plain: list[float] = []
+    sandboxed: list[float] = []
     for index in range(repeat):
         for wrapped, samples in ((False, plain), (True, sandboxed)):
             workspace = Workspace(settings.work_dir / f"{index}-{wrapped}").create()

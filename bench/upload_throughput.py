@@ -35,13 +35,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ingest.settings import IngestSettings
 from leadersboard import keys, nats_io
 from leadersboard.client import Client
-from leadersboard.models import Role
+from leadersboard.models.records import Role
 from leadersboard.s3 import S3Client, ensure_bucket, make_client
 from leadersboard.settings import NatsSettings, settings_env
-from leadersboard.stack.procs import ManagedProcess, SeaweedPorts, free_port, http_ready
-from leadersboard.stack.services import start_nats, start_seaweed
 from leadersboard.tokens import TokenStore, new_token
 from leadersboard.upload import HashCache
+from tools.stack.procs import ManagedProcess, SeaweedPorts, free_port, http_ready
+from tools.stack.services import start_nats, start_seaweed
 
 MiB = 1024 * 1024
 MAIN = "print('bench')\n"

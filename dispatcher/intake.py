@@ -18,7 +18,10 @@ from leadersboard import keys
 from leadersboard.jobs import JobStore
 from leadersboard.keys import ManifestKey
 from leadersboard.limits import MAX_METADATA_BYTES, MAX_RECORD_BYTES
-from leadersboard.models import JobRecord, JobStatus, Manifest, S3EventEnvelope, utcnow
+from leadersboard.models.base import utcnow
+from leadersboard.models.records import JobRecord, JobStatus
+from leadersboard.models.s3_events import S3EventEnvelope
+from leadersboard.models.submission import Manifest
 from leadersboard.quotas import RATE_WINDOW_S, QuotaStore
 from leadersboard.s3 import S3Client
 from leadersboard.signing import signature_valid

@@ -27,7 +27,8 @@ from dispatcher.view import JobView
 from leadersboard import keys
 from leadersboard.issued import IssuedStore
 from leadersboard.keys import ManifestKey
-from leadersboard.models import IssuedSubmission, utcnow
+from leadersboard.models.base import utcnow
+from leadersboard.models.records import IssuedSubmission
 from leadersboard.s3 import S3Client
 
 __all__ = ["Recovery"]

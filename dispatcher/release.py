@@ -11,7 +11,9 @@ from dispatcher.scheduler import is_waiting, plan_releases
 from dispatcher.settings import DispatcherSettings
 from dispatcher.view import JobView
 from leadersboard.jobs import JobStore
-from leadersboard.models import JobMessage, JobRecord, JobStatus, Quota, utcnow
+from leadersboard.models.base import utcnow
+from leadersboard.models.queue import JobMessage
+from leadersboard.models.records import JobRecord, JobStatus, Quota
 from leadersboard.quotas import QuotaStore
 from leadersboard.tokens import TokenStore
 

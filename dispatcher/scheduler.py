@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable
 
-from leadersboard.models import JobRecord, JobStatus
+from leadersboard.models.records import JobRecord, JobStatus
 
 __all__ = ["is_active", "is_waiting", "plan_releases"]
 

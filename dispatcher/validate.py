@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import ValidationError
 
 from leadersboard.keys import ManifestKey
-from leadersboard.models import Manifest
+from leadersboard.models.submission import Manifest
 from leadersboard.s3 import S3Client, head
 
 __all__ = ["InvalidSubmission", "check_uploads", "parse_manifest"]

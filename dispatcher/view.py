@@ -7,7 +7,8 @@ import logging
 
 from nats.js.kv import KeyValue
 
-from leadersboard.models import JobRecord
+from leadersboard import nats_io
+from leadersboard.models.records import JobRecord
 
 __all__ = ["JobView"]
 
@@ -46,7 +47,7 @@ class JobView:
         resync = asyncio.create_task(self.resync.wait())
         try:
             while True:
-                update = asyncio.create_task(watcher.updates(timeout=None))
+                update = asyncio.create_task(nats_io.next_update(watcher))
                 await asyncio.wait({update, resync}, return_when=asyncio.FIRST_COMPLETED)
                 if resync.done():
                     update.cancel()
@@ -68,4 +69,4 @@ class JobView:
                         self.changed.set()
         finally:
             resync.cancel()
-            await watcher.stop()
+            await nats_io.stop_watcher(watcher)

@@ -17,7 +17,8 @@ from gpu_runner.disk import JobDisk, disk_method
 from gpu_runner.sandbox import COMPAT_DIR, Bind, Limits, Sandbox
 from gpu_runner.settings import RunnerSettings
 from gpu_runner.workspace import Workspace
-from leadersboard.models import JobRecord, utcnow
+from leadersboard.models.base import utcnow
+from leadersboard.models.records import JobRecord
 
 __all__ = [
     "ExecResult",

@@ -20,7 +20,9 @@ from gpu_runner.tracking import log_run
 from gpu_runner.workspace import BadSubmission, Workspace, extract_zip, link_datasets, prepare
 from leadersboard import keys
 from leadersboard.limits import MAX_PARAM_VALUE_CHARS
-from leadersboard.models import JobRecord, JobStatus, MetricsFile, utcnow
+from leadersboard.models.base import utcnow
+from leadersboard.models.metrics import MetricsFile
+from leadersboard.models.records import JobRecord, JobStatus
 from leadersboard.s3 import S3Client
 
 __all__ = ["JobOutcome", "execute_job"]

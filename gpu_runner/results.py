@@ -11,7 +11,8 @@ from pydantic import ValidationError
 
 from leadersboard import keys
 from leadersboard.limits import MAX_METRICS, MAX_PARAMS, mlflow_name_problem
-from leadersboard.models import JobRecord, MetricsFile
+from leadersboard.models.metrics import MetricsFile
+from leadersboard.models.records import JobRecord
 from leadersboard.s3 import S3Client
 
 __all__ = ["BadMetrics", "check_names", "dataset_name", "fit_record", "output_files", "read_metrics", "upload_results"]

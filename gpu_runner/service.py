@@ -22,7 +22,9 @@ from gpu_runner.tracking import client_environment
 from leadersboard import nats_io
 from leadersboard.faults import classify
 from leadersboard.jobs import JobStore
-from leadersboard.models import JobMessage, JobRecord, JobStatus, utcnow
+from leadersboard.models.base import utcnow
+from leadersboard.models.queue import JobMessage
+from leadersboard.models.records import JobRecord, JobStatus
 from leadersboard.s3 import S3Client, make_client
 
 __all__ = ["Runner", "run"]

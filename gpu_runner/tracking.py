@@ -24,7 +24,8 @@ from leadersboard.limits import (
     MLFLOW_MAX_TAG_VALUE_CHARS,
     mlflow_name_problem,
 )
-from leadersboard.models import JobRecord, MetricsFile
+from leadersboard.models.metrics import MetricsFile
+from leadersboard.models.records import JobRecord
 
 if TYPE_CHECKING:
     from gpu_runner.settings import RunnerSettings

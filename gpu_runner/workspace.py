@@ -18,7 +18,7 @@ from typing import IO
 
 from gpu_runner.datasets import CachedDataset, DatasetCache, Extractor, file_sha256
 from gpu_runner.sandbox import Bind
-from leadersboard.models import JobRecord
+from leadersboard.models.records import JobRecord
 from leadersboard.s3 import S3Client
 
 __all__ = [

@@ -13,17 +13,9 @@ from ingest.auth import require_admin
 from ingest.context import parse_body, services
 from ingest.errors import BadRequest, Conflict, NotFound
 from leadersboard.jobs import JobStore
-from leadersboard.models import (
-    USER_NAME_PATTERN,
-    DisabledUser,
-    JobRecord,
-    JobStatus,
-    Quota,
-    QuotaOverride,
-    Role,
-    TokenRecord,
-    utcnow,
-)
+from leadersboard.keys import USER_NAME_PATTERN
+from leadersboard.models.base import utcnow
+from leadersboard.models.records import DisabledUser, JobRecord, JobStatus, Quota, QuotaOverride, Role, TokenRecord
 from leadersboard.tokens import UserDisabledError
 
 __all__ = ["CreateTokenRequest", "add_routes"]

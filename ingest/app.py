@@ -22,7 +22,7 @@ from leadersboard import nats_io
 from leadersboard.issued import IssuedStore
 from leadersboard.jobs import JobStore
 from leadersboard.metadata import FieldProblem
-from leadersboard.models import Role
+from leadersboard.models.records import Role
 from leadersboard.quotas import QuotaStore
 from leadersboard.s3 import make_client, make_presigner
 from leadersboard.tokens import TokenStore

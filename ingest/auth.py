@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ingest.errors import Forbidden, Unauthorized
-from leadersboard.models import Role, TokenRecord
+from leadersboard.models.records import Role, TokenRecord
 from leadersboard.tokens import TokenStore
 
 __all__ = ["require_admin", "require_token"]

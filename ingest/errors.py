@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from leadersboard.models import ErrorBody, ErrorDetail
+from leadersboard.models.api import ErrorBody, ErrorDetail
 
 __all__ = [
     "ApiError",

@@ -41,7 +41,7 @@ from ingest.errors import (
 from ingest.mlflow_policy import PUBLIC_ARTIFACT, Kind, Verdict, classify, filter_listing, visible_to_others
 from ingest.settings import IngestSettings
 from leadersboard.mlflow_auth import MlflowAccountError, ensure_user
-from leadersboard.models import Role, TokenRecord
+from leadersboard.models.records import Role, TokenRecord
 from leadersboard.tokens import TokenStore
 
 __all__ = ["MlflowProxy", "serving"]

@@ -10,14 +10,8 @@ from pydantic import BaseModel
 
 from ingest.admin import CreateTokenRequest
 from ingest.context import MAX_BODY_DEPTH
-from leadersboard.models import (
-    CreateSubmissionRequest,
-    CreateSubmissionResponse,
-    ErrorBody,
-    JobRecord,
-    Quota,
-    QuotaOverride,
-)
+from leadersboard.models.api import CreateSubmissionRequest, CreateSubmissionResponse, ErrorBody
+from leadersboard.models.records import JobRecord, Quota, QuotaOverride
 
 __all__ = ["document", "serve"]
 

@@ -19,18 +19,17 @@ from datetime import timedelta
 from pydantic import SecretStr
 
 from leadersboard import keys
-from leadersboard.models import (
+from leadersboard.models.api import (
     CreateSubmissionRequest,
     CreateSubmissionResponse,
-    FileSpec,
-    Manifest,
     MultipartUpload,
     PresentFile,
     PresignedRequest,
     UploadItem,
     UploadPart,
-    utcnow,
 )
+from leadersboard.models.base import utcnow
+from leadersboard.models.submission import FileSpec, Manifest
 from leadersboard.s3 import S3Client, head
 from leadersboard.signing import sign_manifest
 

@@ -17,7 +17,9 @@ from ingest.context import Services, parse_body, services
 from ingest.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, TooManyRequests
 from ingest.presign import UploadPolicy, presign_submission
 from leadersboard import keys
-from leadersboard.models import CreateSubmissionRequest, JobRecord, JobStatus, Role, TokenRecord, utcnow
+from leadersboard.models.api import CreateSubmissionRequest
+from leadersboard.models.base import utcnow
+from leadersboard.models.records import JobRecord, JobStatus, Role, TokenRecord
 from leadersboard.quotas import RateDecision
 
 __all__ = ["add_routes", "job_view"]

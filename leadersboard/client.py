@@ -28,7 +28,9 @@ from leadersboard.api_types import (
     UserState,
     WhoAmI,
 )
-from leadersboard.models import CreateSubmissionRequest, CreateSubmissionResponse, FileSpec, JobRecord
+from leadersboard.models.api import CreateSubmissionRequest, CreateSubmissionResponse
+from leadersboard.models.records import JobRecord
+from leadersboard.models.submission import FileSpec
 from leadersboard.upload import HashCache, Progress, RetryPolicy, StoreError, Uploader, UploadStats, file_hashes
 
 __all__ = ["ApiError", "Client", "Progress", "UploadStats", "collect_files"]

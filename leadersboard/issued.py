@@ -13,7 +13,8 @@ from datetime import datetime, timedelta
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
-from leadersboard.models import IssuedSubmission, utcnow
+from leadersboard.models.base import utcnow
+from leadersboard.models.records import IssuedSubmission
 from leadersboard.nats_io import kv_keys, kv_read
 
 __all__ = ["IssuedStore"]

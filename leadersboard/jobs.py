@@ -7,8 +7,8 @@ from collections.abc import Callable
 from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from leadersboard.models import JobRecord
-from leadersboard.nats_io import kv_keys, kv_read
+from leadersboard.models.records import JobRecord
+from leadersboard.nats_io import kv_read, kv_values
 
 __all__ = ["JobStore", "Mutation"]
 
@@ -64,23 +64,8 @@ class JobStore:
 
     async def _watch(self, pattern: str) -> list[JobRecord]:
         """The current records whose keys match the subject pattern, filtered by the server."""
-        watcher = await self._kv.watch(pattern, ignore_deletes=True)
-        records: dict[str, JobRecord] = {}
-        try:
-            async for entry in watcher:
-                if entry is None:
-                    break
-                if entry.value:
-                    records[entry.key] = JobRecord.model_validate_json(entry.value)
-        finally:
-            await watcher.stop()
-        # nats-py's watcher can end before it has delivered every entry (see nats_io.kv_keys): the stream's
-        # own list of keys is exact, so read the ones the watch missed.
-        for key in set(await kv_keys(self._kv, pattern)) - records.keys():
-            found = await self._get(key)
-            if found is not None:
-                records[key] = found[0]
-        return list(records.values())
+        values = await kv_values(self._kv, pattern)
+        return [JobRecord.model_validate_json(value) for value in values.values()]
 
     async def _get(self, key: str) -> tuple[JobRecord, int] | None:
         found = await kv_read(self._kv, key)

@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass
 
 __all__ = [
+    "SUBMISSION_ID_PATTERN",
+    "USER_NAME_PATTERN",
     "ManifestKey",
     "blob_key",
     "file_key",
@@ -20,8 +22,13 @@ __all__ = [
     "submission_prefix",
 ]
 
-_SUBMISSION_ID = re.compile(r"^[0-9a-z]{8,40}$")
-_MANIFEST_KEY = re.compile(r"^submissions/(?P<user>[a-z0-9][a-z0-9_-]{0,62})/(?P<id>[0-9a-z]{8,40})/manifest\.json$")
+USER_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+"""A user name: it is a path segment in the bucket and a token of NATS KV keys, so it holds no `.`, `/` or `*`."""
+SUBMISSION_ID_PATTERN = r"^[0-9a-z]{8,40}$"
+_SUBMISSION_ID = re.compile(SUBMISSION_ID_PATTERN)
+_MANIFEST_KEY = re.compile(
+    rf"^submissions/(?P<user>{USER_NAME_PATTERN[1:-1]})/(?P<id>{SUBMISSION_ID_PATTERN[1:-1]})/manifest\.json$"
+)
 
 
 def new_submission_id() -> str:

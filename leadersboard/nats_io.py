@@ -145,6 +145,39 @@ async def kv_keys(kv: KeyValue, pattern: str = ">") -> list[str]:
     return sorted(subject[len(prefix) :] for subject in (info.state.subjects or {}))
 
 
+async def kv_values(kv: KeyValue, pattern: str = ">") -> dict[str, bytes]:
+    """The current value of every key matching the subject `pattern` (deleted keys left out).
+
+    One watch delivers most values in bulk; nats-py's watcher can end before it has delivered every entry (see
+    `kv_keys`), so the keys the stream lists but the watch missed are then read one by one.
+    """
+    watcher = await kv.watch(pattern, ignore_deletes=True)
+    values: dict[str, bytes] = {}
+    try:
+        async for entry in watcher:
+            if entry is None:
+                break
+            if entry.value:
+                values[entry.key] = entry.value
+    finally:
+        await stop_watcher(watcher)
+    for key in set(await kv_keys(kv, pattern)) - values.keys():
+        found = await kv_read(kv, key)
+        if found is not None:
+            values[key] = found[0]
+    return values
+
+
+async def stop_watcher(watcher: KeyValue.KeyWatcher) -> None:
+    await watcher.stop()  # type: ignore[no-untyped-call]  # nats-py leaves it unannotated
+
+
+async def next_update(watcher: KeyValue.KeyWatcher) -> KeyValue.Entry | None:
+    """The watcher's next entry, waiting as long as it takes; None marks the end of the initial values."""
+    entry: KeyValue.Entry | None = await watcher.updates(timeout=None)  # type: ignore[no-untyped-call]
+    return entry
+
+
 async def kv_bucket(js: JetStreamContext, bucket: str, *, replicas: int = 1, ttl_s: float | None = None) -> KeyValue:
     try:
         return await js.key_value(bucket)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from leadersboard.models import Quota, QuotaOverride, RateLedger
-from leadersboard.nats_io import kv_read
+from leadersboard.models.records import Quota, QuotaOverride, RateLedger
+from leadersboard.nats_io import kv_read, kv_values
 
 __all__ = ["RATE_WINDOW_S", "QuotaStore", "RateDecision"]
 
@@ -47,17 +47,8 @@ class QuotaStore:
         await self._kv.put(f"user.{user}", override.model_dump_json().encode())
 
     async def overrides(self) -> dict[str, QuotaOverride]:
-        watcher = await self._kv.watch("user.*", ignore_deletes=True)
-        found: dict[str, QuotaOverride] = {}
-        try:
-            async for entry in watcher:
-                if entry is None:
-                    break
-                if entry.value:
-                    found[entry.key.removeprefix("user.")] = QuotaOverride.model_validate_json(entry.value)
-        finally:
-            await watcher.stop()
-        return found
+        values = await kv_values(self._kv, "user.*")
+        return {key.removeprefix("user."): QuotaOverride.model_validate_json(value) for key, value in values.items()}
 
     async def effective(self, user: str) -> Quota:
         default = await self.default()

@@ -7,7 +7,7 @@ import hmac
 
 from pydantic import SecretStr
 
-from leadersboard.models import Manifest
+from leadersboard.models.submission import Manifest
 
 __all__ = ["sign_manifest", "signature_valid"]
 

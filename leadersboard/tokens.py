@@ -20,7 +20,8 @@ from datetime import datetime, timedelta
 from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from leadersboard.models import DisabledUser, Role, TokenRecord, utcnow
+from leadersboard.models.base import utcnow
+from leadersboard.models.records import DisabledUser, Role, TokenRecord
 from leadersboard.nats_io import kv_keys, kv_read
 
 __all__ = ["TOKEN_PREFIX", "TokenStore", "UserDisabledError", "hash_token", "new_token"]

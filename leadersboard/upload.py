@@ -26,7 +26,7 @@ from xml.sax.saxutils import escape
 
 import httpx
 
-from leadersboard.models import MultipartUpload, PresentFile, PresignedRequest, UploadItem, UploadPart
+from leadersboard.models.api import MultipartUpload, PresentFile, PresignedRequest, UploadItem, UploadPart
 
 __all__ = [
     "HASH_MIN_BYTES",
@@ -135,7 +135,7 @@ class RetryPolicy:
     max_backoff_s: float = 8.0
 
     def delay_s(self, attempt: int) -> float:
-        return min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1)) * random.uniform(0.8, 1.2)
+        return min(self.max_backoff_s, self.backoff_s * 2.0 ** (attempt - 1)) * random.uniform(0.8, 1.2)
 
 
 @dataclass
@@ -208,7 +208,7 @@ class Uploader:
         etag = response.headers.get("ETag")
         if not etag:
             raise StoreError(response.status_code, f"the store gave no ETag for part {part.part_number} of {item.path}")
-        return etag
+        return str(etag)
 
     def _complete(self, item: MultipartUpload, etags: list[str], stats: UploadStats) -> None:
         parts = "".join(

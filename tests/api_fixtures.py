@@ -20,9 +20,9 @@ from ingest.settings import IngestSettings
 from leadersboard.jobs import JobStore
 from leadersboard.s3 import ensure_bucket, make_client
 from leadersboard.settings import NatsSettings, S3Settings, settings_env
-from leadersboard.stack.procs import ManagedProcess, free_port, http_ready
-from leadersboard.stack.services import Seaweed, start_nats
 from leadersboard.tokens import TokenStore, new_token
+from tools.stack.procs import ManagedProcess, free_port, http_ready
+from tools.stack.services import Seaweed, start_nats
 
 __all__ = [
     "ADMIN_TOKEN",

@@ -13,11 +13,11 @@ from nats.aio.client import Client as NATS
 from leadersboard import nats_io
 from leadersboard.s3 import ensure_bucket, make_client
 from leadersboard.settings import NatsSettings, S3Settings
-from leadersboard.stack.procs import SeaweedPorts, free_port
-from leadersboard.stack.services import NatsServer, Seaweed, start_nats, start_seaweed
 from tests.api_fixtures import alice, api, app, bob, jobs, settings, tokens  # noqa: F401  (shared fixtures)
 from tests.sandbox_fixtures import data_root  # noqa: F401  (shared fixture)
 from tests.web_fixtures import browser, chromium, page, web  # noqa: F401  (shared fixtures)
+from tools.stack.procs import SeaweedPorts, free_port
+from tools.stack.services import NatsServer, Seaweed, start_nats, start_seaweed
 
 warnings.filterwarnings("ignore", category=DeprecationWarning, module="botocore")
 

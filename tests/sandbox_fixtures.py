@@ -21,7 +21,8 @@ from gpu_runner.execute import ExecResult, JobLaunch, run_entrypoint
 from gpu_runner.sandbox import Limits, check_sandbox
 from gpu_runner.settings import RunnerSettings
 from gpu_runner.workspace import Workspace
-from leadersboard.models import JobRecord, utcnow
+from leadersboard.models.base import utcnow
+from leadersboard.models.records import JobRecord
 
 __all__ = ["JOB_UID", "Ran", "data_root", "make_zip", "processes_with", "run_job", "runner_settings"]
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from leadersboard.client import Client
-from leadersboard.models import JobRecord
-from leadersboard.stack.up import Stack, StackPorts
+from leadersboard.models.records import JobRecord
+from tools.stack.up import Stack, StackPorts
 
 __all__ = ["client_for", "mlflow_admin_url", "running_stack", "write_submission"]
 

@@ -1,4 +1,4 @@
-"""The bridge as it runs: real SeaweedFS, real nats-server, `python -m leadersboard.bridge` as a child."""
+"""The bridge as it runs: real SeaweedFS, real nats-server, `python -m tools.bridge` as a child."""
 
 from __future__ import annotations
 
@@ -17,14 +17,14 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from leadersboard.bridge.checkpoint import load_checkpoint
-from leadersboard.bridge.settings import BridgeSettings
-from leadersboard.bridge.translate import COMPLETE_MULTIPART, PUT
-from leadersboard.models import S3EventEnvelope
+from leadersboard.models.s3_events import S3EventEnvelope
 from leadersboard.s3 import make_client
 from leadersboard.settings import NatsSettings, S3Settings, settings_env
-from leadersboard.stack.procs import ManagedProcess
-from leadersboard.stack.services import NatsServer, Seaweed
+from tools.bridge.checkpoint import load_checkpoint
+from tools.bridge.settings import BridgeSettings
+from tools.bridge.translate import COMPLETE_MULTIPART, PUT
+from tools.stack.procs import ManagedProcess
+from tools.stack.services import NatsServer, Seaweed
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
@@ -62,7 +62,7 @@ def start_bridge(bridge_settings: BridgeSettings, tmp_path: Path) -> Iterator[Br
     def start(name: str) -> ManagedProcess:
         process = ManagedProcess(
             name,
-            [sys.executable, "-m", "leadersboard.bridge"],
+            [sys.executable, "-m", "tools.bridge"],
             tmp_path / "logs" / f"{name}.log",
             env=settings_env(bridge_settings),
         )

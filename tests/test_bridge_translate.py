@@ -12,15 +12,15 @@ from typing import Any
 
 import pytest
 
-from leadersboard.bridge.translate import (
+from leadersboard.models.s3_events import S3EventEnvelope
+from tests.reference import MINIO_EVENT_SAMPLE, SHARED_REFERENCE
+from tools.bridge.translate import (
     COMPLETE_MULTIPART,
     PUT,
     EventStreamParser,
     minio_event_time,
     to_minio_event,
 )
-from leadersboard.models import S3EventEnvelope
-from tests.reference import MINIO_EVENT_SAMPLE, SHARED_REFERENCE
 
 BUCKET = "lbtest"
 TS_NS = 1795746448897807931

@@ -17,10 +17,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from leadersboard.client import ApiError, Client, collect_files
-from leadersboard.models import JobRecord, JobStatus
+from leadersboard.models.records import JobRecord, JobStatus
 from leadersboard.s3 import make_client
-from leadersboard.stack.up import Stack
 from tests.stack_fixtures import max_overlap, mlflow_admin_url, running_stack, write_submission
+from tools.stack.up import Stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos, pytest.mark.timeout(1500)]
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from leadersboard.stack.up import Stack
 from tests.stack_fixtures import running_stack, write_submission
+from tools.stack.up import Stack
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -22,13 +22,15 @@ from pydantic import SecretStr
 from ingest.settings import IngestSettings
 from leadersboard import keys
 from leadersboard.client import ApiError, Client
-from leadersboard.models import JobStatus, Manifest, MultipartUpload, PresentFile, PresignedRequest
+from leadersboard.models.api import MultipartUpload, PresentFile, PresignedRequest
+from leadersboard.models.records import JobStatus
+from leadersboard.models.submission import Manifest
 from leadersboard.s3 import S3Client, make_client
 from leadersboard.settings import NatsSettings, S3Settings
-from leadersboard.stack.up import Stack
 from leadersboard.upload import HashCache, RetryPolicy
 from tests.api_fixtures import ADMIN_TOKEN, Api
 from tests.stack_fixtures import running_stack, write_submission
+from tools.stack.up import Stack
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -38,8 +38,7 @@ from frontend.settings import FrontendSettings
 from gpu_runner.settings import RunnerSettings
 from ingest.settings import IngestSettings
 from leadersboard import keys
-from leadersboard.bridge.settings import BridgeSettings
-from leadersboard.models import S3EventEnvelope
+from leadersboard.models.s3_events import S3EventEnvelope
 from leadersboard.nats_permissions import (
     DISPATCHER_CONSUMER,
     RUNNER_CONSUMER,
@@ -49,6 +48,7 @@ from leadersboard.nats_permissions import (
 from leadersboard.nats_permissions import USERS as NATS_USERS
 from leadersboard.settings import NatsSettings, S3Settings
 from tests.reference import MINIO_EVENT_SAMPLE
+from tools.bridge.settings import BridgeSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -568,7 +568,7 @@ def test_compose_uses_the_topology_names_the_permissions_name(
 
 
 def test_nats_config_is_valid_for_nats_server(tmp_path: Path) -> None:
-    from leadersboard.stack.procs import bin_path
+    from tools.stack.procs import bin_path
 
     nats_server = bin_path("nats-server")
     conf = tmp_path / "nats.conf"
@@ -1013,6 +1013,8 @@ def test_dockerfiles_copy_what_exists_and_install_their_extra(dockerfile: str, e
     assert f'pip install ".[{extra}]"' in runs
     assert f"['optional-dependencies']['{extra}']" in runs, "the dependency layer installs the same extra"
     assert extra in pyproject["project"]["optional-dependencies"]
+    installed_extras = {e for group in re.findall(r"\.\[([^\]]*)\]", runs) for e in group.split(",")}
+    assert "local" not in installed_extras, "the local stack's binaries stay out of production images"
     base = next(rest for keyword, rest in dockerfile_instructions(path) if keyword == "FROM")
     if extra == "runner":
         arg = next(rest for keyword, rest in dockerfile_instructions(path) if keyword == "ARG")

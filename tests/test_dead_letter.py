@@ -23,7 +23,9 @@ from leadersboard import keys
 from leadersboard.issued import IssuedStore
 from leadersboard.jobs import JobStore
 from leadersboard.limits import MAX_RECORD_BYTES
-from leadersboard.models import FileSpec, JobRecord, JobStatus, Manifest, utcnow
+from leadersboard.models.base import utcnow
+from leadersboard.models.records import JobRecord, JobStatus
+from leadersboard.models.submission import FileSpec, Manifest
 from leadersboard.s3 import S3Client, make_client
 from leadersboard.settings import NatsSettings, S3Settings
 from leadersboard.signing import sign_manifest

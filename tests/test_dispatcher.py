@@ -15,7 +15,10 @@ from dispatcher.recovery import UPLOAD_GRACE_S
 from dispatcher.service import Dispatcher
 from dispatcher.settings import DispatcherSettings
 from leadersboard import keys
-from leadersboard.models import FileSpec, JobMessage, JobStatus, Manifest, QuotaOverride, utcnow
+from leadersboard.models.base import utcnow
+from leadersboard.models.queue import JobMessage
+from leadersboard.models.records import JobStatus, QuotaOverride
+from leadersboard.models.submission import FileSpec, Manifest
 from leadersboard.s3 import S3Client
 from leadersboard.settings import NatsSettings, S3Settings
 from leadersboard.signing import sign_manifest

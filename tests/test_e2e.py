@@ -15,10 +15,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from leadersboard.client import ApiError, Client
-from leadersboard.models import JobStatus
+from leadersboard.models.records import JobStatus
 from leadersboard.s3 import make_client
-from leadersboard.stack.up import Stack
 from tests.stack_fixtures import client_for, mlflow_admin_url, running_stack, write_submission
+from tools.stack.up import Stack
 
 WRITE_METRICS = """
 (out / "metrics.json").write_text(json.dumps({"params": {"dataset": "toy", "lr": 0.1},

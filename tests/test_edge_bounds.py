@@ -28,11 +28,12 @@ from leadersboard.limits import (
     MAX_METADATA_VALUE_CHARS,
     MLFLOW_NAME_RULE,
 )
-from leadersboard.models import MAX_FILES, JobStatus
-from leadersboard.stack.services import Seaweed
+from leadersboard.models.records import JobStatus
+from leadersboard.models.submission import MAX_FILES
 from leadersboard.tokens import new_token
 from tests.api_fixtures import ADMIN_TOKEN, Api, bearer, ingest_process
 from tests.stack_fixtures import client_for, running_stack, write_submission
+from tools.stack.services import Seaweed
 
 pytestmark = pytest.mark.timeout(180)
 

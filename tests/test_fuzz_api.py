@@ -15,9 +15,9 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from leadersboard.stack.services import Seaweed
 from leadersboard.tokens import new_token
 from tests.api_fixtures import ingest_process
+from tools.stack.services import Seaweed
 
 ADMIN = new_token()
 # What the API promises: no 5xx, only documented status codes and content types, bodies as documented.

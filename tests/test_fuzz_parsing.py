@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from dispatcher.validate import InvalidSubmission, parse_manifest
 from gpu_runner.results import BadMetrics, read_metrics
 from leadersboard.keys import ManifestKey
-from leadersboard.models import Manifest
+from leadersboard.models.submission import Manifest
 
 WHERE = ManifestKey(user="alice", submission_id="0123456789abcdef")
 json_values = st.recursive(

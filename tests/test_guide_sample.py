@@ -18,10 +18,10 @@ from mlflow.tracking import MlflowClient
 
 from examples.padim.make_dataset import make_dataset_zip
 from leadersboard.client import Client
-from leadersboard.models import JobStatus
-from leadersboard.stack.up import Stack
+from leadersboard.models.records import JobStatus
 from tests.reference import USER_GUIDE
 from tests.stack_fixtures import client_for, mlflow_admin_url, running_stack
+from tools.stack.up import Stack
 
 pytestmark = [
     pytest.mark.slow,

@@ -21,11 +21,11 @@ from typing import Any
 import pytest
 
 from leadersboard.client import ApiError, Client
-from leadersboard.models import JobRecord, JobStatus
+from leadersboard.models.records import JobRecord, JobStatus
 from leadersboard.s3 import make_client
-from leadersboard.stack.up import Stack
 from tests.sandbox_fixtures import processes_with
 from tests.stack_fixtures import client_for, running_stack, write_submission
+from tools.stack.up import Stack
 
 pytestmark = [
     pytest.mark.slow,

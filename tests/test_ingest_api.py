@@ -13,7 +13,8 @@ from botocore.exceptions import ClientError
 
 from leadersboard import keys
 from leadersboard.jobs import JobStore
-from leadersboard.models import JobRecord, JobStatus, utcnow
+from leadersboard.models.base import utcnow
+from leadersboard.models.records import JobRecord, JobStatus
 from leadersboard.s3 import S3Client, make_client
 from leadersboard.settings import S3Settings
 from leadersboard.tokens import TokenStore, new_token

@@ -28,10 +28,11 @@ from gpu_runner.disk import GIB, disk_method, open_workspace
 from gpu_runner.execute import ExecResult, JobLaunch, run_entrypoint
 from gpu_runner.sandbox import check_sandbox
 from leadersboard.client import Client
-from leadersboard.models import JobRecord, JobStatus, utcnow
-from leadersboard.stack.up import Stack
+from leadersboard.models.base import utcnow
+from leadersboard.models.records import JobRecord, JobStatus
 from tests.sandbox_fixtures import runner_settings
 from tests.stack_fixtures import client_for, running_stack, write_submission
+from tools.stack.up import Stack
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed"),

@@ -21,9 +21,9 @@ from multidict import MultiDict
 
 from ingest.mlflow_policy import Kind, classify, visible_to_others
 from leadersboard.client import Client
-from leadersboard.models import JobRecord, JobStatus
-from leadersboard.stack.up import MLFLOW_SECRETS, Secrets, Stack
+from leadersboard.models.records import JobRecord, JobStatus
 from tests.stack_fixtures import mlflow_admin_url, running_stack, write_submission
+from tools.stack.up import MLFLOW_SECRETS, Secrets, Stack
 
 ALICE_JOB = """
 print("alice's private log line")

@@ -10,7 +10,9 @@ from pydantic import ValidationError
 
 from leadersboard import keys
 from leadersboard.keys import ManifestKey, new_submission_id, parse_manifest_key
-from leadersboard.models import CreateSubmissionRequest, Manifest, MetricsFile
+from leadersboard.models.api import CreateSubmissionRequest
+from leadersboard.models.metrics import MetricsFile
+from leadersboard.models.submission import Manifest
 
 
 def _request(*paths: str, **extra: Any) -> dict[str, Any]:

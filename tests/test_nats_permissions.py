@@ -30,7 +30,8 @@ from pydantic import SecretStr
 from leadersboard import nats_io
 from leadersboard.issued import IssuedStore
 from leadersboard.jobs import JobStore
-from leadersboard.models import JobMessage, JobRecord, JobStatus, Quota, QuotaOverride, Role
+from leadersboard.models.queue import JobMessage
+from leadersboard.models.records import JobRecord, JobStatus, Quota, QuotaOverride, Role
 from leadersboard.nats_permissions import (
     ADMIN,
     DISPATCHER,
@@ -44,11 +45,11 @@ from leadersboard.nats_permissions import (
 )
 from leadersboard.quotas import QuotaStore
 from leadersboard.settings import NatsSettings, settings_env
-from leadersboard.stack.procs import free_port
-from leadersboard.stack.services import NatsServer, start_nats
-from leadersboard.stack.up import Secrets, Stack
 from leadersboard.tokens import TokenStore, hash_token
 from tests.stack_fixtures import client_for, running_stack, write_submission
+from tools.stack.procs import free_port
+from tools.stack.services import NatsServer, start_nats
+from tools.stack.up import Secrets, Stack
 
 ROOT = Path(__file__).resolve().parents[1]
 T = NatsSettings()  # the topology's default names, as the stack and compose use them

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from leadersboard.stack.procs import tcp_ready
-from leadersboard.stack.services import NatsServer, Seaweed
 from tests.api_fixtures import Api, bearer, http
+from tools.stack.procs import tcp_ready
+from tools.stack.services import NatsServer, Seaweed
 
 ONE_FILE = {"files": [{"path": "main.py", "size": 1}, {"path": "config.yaml", "size": 1}]}
 

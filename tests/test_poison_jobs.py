@@ -33,10 +33,10 @@ from leadersboard.faults import classify
 from leadersboard.jobs import JobStore
 from leadersboard.limits import MAX_PARAM_VALUE_CHARS, MLFLOW_NAME_RULE
 from leadersboard.limits import MAX_RECORD_BYTES as MAX_RECORD_BYTES_DEFAULT
-from leadersboard.models import JobRecord, JobStatus
-from leadersboard.stack.services import NatsServer
-from leadersboard.stack.up import Stack
+from leadersboard.models.records import JobRecord, JobStatus
 from tests.stack_fixtures import client_for, mlflow_admin_url, running_stack, write_submission
+from tools.stack.services import NatsServer
+from tools.stack.up import Stack
 
 pytestmark = [
     pytest.mark.slow,

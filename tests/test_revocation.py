@@ -21,15 +21,16 @@ from dispatcher.intake import TOKEN_REVOKED
 from dispatcher.service import Dispatcher
 from leadersboard import keys
 from leadersboard.client import ApiError, Client, collect_files
-from leadersboard.models import JobRecord, JobStatus, utcnow
+from leadersboard.models.base import utcnow
+from leadersboard.models.records import JobRecord, JobStatus
 from leadersboard.settings import NatsSettings, S3Settings
-from leadersboard.stack.up import Stack
 from leadersboard.tokens import TokenStore, UserDisabledError
 from tests.stack_fixtures import client_for, running_stack, write_submission
 from tests.test_cli import as_json, ok
 from tests.test_cli import run as run_cli
 from tests.test_dead_letter import dispatcher_settings, put_submission
 from tests.test_dispatcher import make_dispatcher, minio_event, queued_jobs
+from tools.stack.up import Stack
 
 QUICK = '(out / "metrics.json").write_text(json.dumps({"params": {}, "metrics": {"score": 1.0}}))\n'
 SLEEPER = "import time\ntime.sleep(600)\n"

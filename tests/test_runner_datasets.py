@@ -15,7 +15,9 @@ from gpu_runner.datasets import DatasetCache
 from gpu_runner.job import execute_job
 from gpu_runner.settings import RunnerSettings
 from gpu_runner.workspace import extract_zip
-from leadersboard.models import FileSpec, JobRecord, JobStatus, utcnow
+from leadersboard.models.base import utcnow
+from leadersboard.models.records import JobRecord, JobStatus
+from leadersboard.models.submission import FileSpec
 from leadersboard.s3 import make_client
 from leadersboard.settings import S3Settings
 from tests.sandbox_fixtures import make_zip, runner_settings

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from dispatcher.scheduler import plan_releases
-from leadersboard.models import JobRecord, JobStatus, utcnow
+from leadersboard.models.base import utcnow
+from leadersboard.models.records import JobRecord, JobStatus
 
 T0 = utcnow()
 

@@ -13,9 +13,9 @@ import pytest
 
 from leadersboard import nats_io
 from leadersboard.client import ApiError, Client
-from leadersboard.models import JobRecord, JobStatus
-from leadersboard.stack.up import Stack
+from leadersboard.models.records import JobRecord, JobStatus
 from tests.stack_fixtures import client_for, max_overlap, running_stack, write_submission
+from tools.stack.up import Stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

@@ -29,8 +29,7 @@ import httpx
 import pytest
 
 from leadersboard.client import Client
-from leadersboard.models import JobStatus
-from leadersboard.stack.up import Stack, StackPorts
+from leadersboard.models.records import JobStatus
 from tests.port_probes import (
     listening_tcp_ports,
     nats_anonymous_connect,
@@ -39,6 +38,7 @@ from tests.port_probes import (
     tls_http2_settings,
 )
 from tests.stack_fixtures import client_for, running_stack, write_submission
+from tools.stack.up import Stack, StackPorts
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from leadersboard.models import JobStatus
-from leadersboard.stack.procs import StartupError, tcp_ready
-from leadersboard.stack.up import Stack, StackPorts
+from leadersboard.models.records import JobStatus
 from tests.stack_fixtures import client_for, mlflow_admin_url, running_stack, write_submission
+from tools.stack.procs import StartupError, tcp_ready
+from tools.stack.up import Stack, StackPorts
 
 METRICS = '(out / "metrics.json").write_text(\'{"params": {}, "metrics": {"image_AUROC": 0.5}}\')'
 

@@ -18,13 +18,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from leadersboard.bridge.translate import EventStreamParser
 from leadersboard.s3 import make_client
 from leadersboard.settings import S3Settings
-from leadersboard.stack.procs import bin_path
-from leadersboard.stack.seaweed_security import ensure_seaweed_security
-from leadersboard.stack.services import Seaweed
 from tests.port_probes import listening_tcp_ports, process_tree, speaks_plaintext_http2, tls_http2_settings
+from tools.bridge.translate import EventStreamParser
+from tools.stack.procs import bin_path
+from tools.stack.seaweed_security import ensure_seaweed_security
+from tools.stack.services import Seaweed
 
 pytestmark = pytest.mark.timeout(120)
 

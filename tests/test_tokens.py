@@ -8,7 +8,8 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.js.errors import NotFoundError
 
-from leadersboard.models import Role, utcnow
+from leadersboard.models.base import utcnow
+from leadersboard.models.records import Role
 from leadersboard.settings import NatsSettings
 from leadersboard.tokens import TOKEN_PREFIX, TokenStore, new_token
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from leadersboard.stack.procs import tcp_ready
-from leadersboard.stack.settings import StackSettings
-from leadersboard.stack.up import StackPorts
+from tools.stack.procs import tcp_ready
+from tools.stack.settings import StackSettings
+from tools.stack.up import StackPorts
 
 
 @pytest.mark.slow

@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 
-from leadersboard.stack.up import Stack
 from tests.web_fixtures import (
     MAX_FILE_BYTES,
     MIB,
@@ -37,6 +36,7 @@ from tests.web_fixtures import (
     traffic,
     user_token,
 )
+from tools.stack.up import Stack
 
 # ---------------------------------------------------------------- fast checks (no browser, no stack)
 

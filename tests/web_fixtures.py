@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from leadersboard.s3 import make_client
-from leadersboard.stack.up import Stack
 from tests.stack_fixtures import running_stack
+from tools.stack.up import Stack
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts" / "web"

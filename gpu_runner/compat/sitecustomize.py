@@ -27,7 +27,7 @@ class _TrainersFinder(importlib.abc.MetaPathFinder):
             if finder is self:
                 continue
             found = getattr(finder, "find_spec", None)
-            spec = found(fullname, path, target) if found else None
+            spec: importlib.machinery.ModuleSpec | None = found(fullname, path, target) if found else None
             if spec is not None:
                 return spec
         shim = importlib.util.find_spec(_SHIM)

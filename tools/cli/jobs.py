@@ -10,8 +10,10 @@ from typing import Any
 
 from rich.table import Table
 
-from leadersboard.cli.config import DEFAULT_URL, client_for, config_path, connection, save_config
-from leadersboard.cli.output import (
+from leadersboard.client import ApiError, Client
+from leadersboard.models.records import JobRecord
+from tools.cli.config import DEFAULT_URL, client_for, config_path, connection, save_config
+from tools.cli.output import (
     ago,
     console,
     duration,
@@ -24,8 +26,6 @@ from leadersboard.cli.output import (
     when,
     write,
 )
-from leadersboard.client import ApiError, Client
-from leadersboard.models import JobRecord
 
 __all__ = ["add_parsers", "cmd_cancel", "cmd_jobs"]
 

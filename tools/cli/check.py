@@ -16,8 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from leadersboard.cli.output import console, err, metrics_table, write
 from leadersboard.client import collect_files
+from tools.cli.output import console, err, metrics_table, write
 
 if TYPE_CHECKING:
     from gpu_runner.execute import ExecResult
@@ -85,7 +85,8 @@ def _run(settings: RunnerSettings, workspace: Workspace, entrypoint: str, config
          timeout_s: float) -> tuple[ExecResult, Limits]:  # fmt: skip
     """The runner's own `run_entrypoint`, its log followed on the terminal while the job runs."""
     from gpu_runner.execute import JobLaunch, run_entrypoint
-    from leadersboard.models import JobRecord, utcnow
+    from leadersboard.models.base import utcnow
+    from leadersboard.models.records import JobRecord
 
     launch = JobLaunch.from_settings(settings, timeout_s=timeout_s, sandbox=_sandbox(settings))
     record = JobRecord(submission_id="local-check", user="local", entrypoint=entrypoint, config=config,
@@ -140,7 +141,8 @@ def _judge(settings: RunnerSettings, workspace: Workspace, config: str, result: 
     """The runner's verdict: its failure reasons (gpu_runner.diagnosis) and its reading of metrics.json."""
     from gpu_runner.diagnosis import failure_reason
     from gpu_runner.results import BadMetrics, dataset_name, read_metrics
-    from leadersboard.models import JobRecord, utcnow
+    from leadersboard.models.base import utcnow
+    from leadersboard.models.records import JobRecord
 
     if result.timed_out:
         return _fail(f"timeout: still running after the limit of {timeout_s:.0f} s; the job was killed")

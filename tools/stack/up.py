@@ -16,10 +16,11 @@ from pydantic_settings import BaseSettings
 
 from leadersboard import nats_io, nats_permissions
 from leadersboard.mlflow_auth import account_works
-from leadersboard.models import Role
+from leadersboard.models.records import Role
 from leadersboard.s3 import ensure_bucket, make_client
 from leadersboard.settings import NatsSettings, S3Settings, settings_env
-from leadersboard.stack.procs import (
+from leadersboard.tokens import TokenStore, new_token
+from tools.stack.procs import (
     ManagedProcess,
     SeaweedPorts,
     StartupError,
@@ -27,8 +28,7 @@ from leadersboard.stack.procs import (
     free_port_pair,
     http_ready,
 )
-from leadersboard.stack.services import MLFLOW_ADMIN, start_mlflow, start_nats, start_seaweed
-from leadersboard.tokens import TokenStore, new_token
+from tools.stack.services import MLFLOW_ADMIN, start_mlflow, start_nats, start_seaweed
 
 __all__ = ["Stack", "StackPorts"]
 
@@ -201,7 +201,7 @@ class Stack:
         from dispatcher.settings import DispatcherSettings
         from gpu_runner.settings import RunnerSettings
         from ingest.settings import IngestSettings
-        from leadersboard.bridge.settings import BridgeSettings
+        from tools.bridge.settings import BridgeSettings
 
         common: dict[str, Any] = self.s3.model_dump()
 
@@ -217,7 +217,7 @@ class Stack:
             seaweed_security_dir=self.seaweed.security.directory,
             checkpoint_path=self.data_dir / "bridge" / "checkpoint",
         )
-        self._spawn("bridge", "leadersboard.bridge", bridge)
+        self._spawn("bridge", "tools.bridge", bridge)
         ingest = IngestSettings(
             **common, **nats(nats_permissions.INGEST), **signing, port=p.ingest, mlflow_public_url=urls["mlflow"],
             **self._mlflow_proxy(), **self.overrides.get("ingest", {}),

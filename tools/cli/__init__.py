@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from leadersboard.cli import admin, check, jobs, submit, up
 from leadersboard.client import ApiError
+from tools.cli import admin, check, jobs, submit, up
 
 __all__ = ["build_parser", "main"]
 
@@ -47,24 +47,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    from leadersboard.stack.procs import StartupError
+    from tools.stack.procs import StartupError
 
     try:
         sys.exit(args.func(args))
     except ApiError as exc:
-        from leadersboard.cli.output import err
+        from tools.cli.output import err
 
         err.print(f"[red]error {exc.status} ({exc.code})[/red]: {exc.message}")
         if exc.retry_after_s:
             err.print(f"retry after {exc.retry_after_s:.0f} s")
         sys.exit(2)
     except (FileNotFoundError, TimeoutError) as exc:
-        from leadersboard.cli.output import err
+        from tools.cli.output import err
 
         err.print(f"[red]error[/red]: {exc}")
         sys.exit(2)
     except StartupError as exc:
-        from leadersboard.cli.output import err
+        from tools.cli.output import err
 
         err.print(f"[red]the stack could not start[/red]: {exc}")
         sys.exit(1)

@@ -119,7 +119,7 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 def _security_toml(security: SeaweedSecurity, keys: dict[str, str]) -> str:
-    sections = ["# Written by leadersboard at each start of the local stack (leadersboard/stack/seaweed_security.py)."]
+    sections = ["# Written by leadersboard at each start of the local stack (tools/stack/seaweed_security.py)."]
     sections += [f'[{name}]\nkey = "{keys[name]}"\nexpires_after_seconds = {JWT_EXPIRES_S}\n' for name in JWT_SECTIONS]
     sections += [
         # No anonymous UI on the volume server, no directory metadata from the filer.

@@ -1,4 +1,4 @@
-"""`python -m leadersboard.bridge`: run the SeaweedFS -> NATS bridge until SIGTERM or SIGINT."""
+"""`python -m tools.bridge`: run the SeaweedFS -> NATS bridge until SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import asyncio
 import logging
 import signal
 
-from leadersboard.bridge.service import run
-from leadersboard.bridge.settings import BridgeSettings
+from tools.bridge.service import run
+from tools.bridge.settings import BridgeSettings
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.table import Table
 
-from leadersboard.cli.output import console, err
+from tools.cli.output import console, err
 
 __all__ = ["add_parser"]
 
@@ -21,8 +21,8 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from leadersboard.stack.settings import StackSettings
-    from leadersboard.stack.up import Stack
+    from tools.stack.settings import StackSettings
+    from tools.stack.up import Stack
 
     settings = StackSettings(**({"data_dir": args.data_dir} if args.data_dir else {}))
     stack = Stack(settings.data_dir, ports=settings.ports())

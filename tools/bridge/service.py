@@ -22,11 +22,11 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from leadersboard import nats_io
-from leadersboard.bridge.checkpoint import load_checkpoint, save_checkpoint
-from leadersboard.bridge.settings import BridgeSettings
-from leadersboard.bridge.translate import EventStreamParser, event_ts_ns, to_minio_event
-from leadersboard.models import S3EventEnvelope
-from leadersboard.stack import procs
+from leadersboard.models.s3_events import S3EventEnvelope
+from tools.bridge.checkpoint import load_checkpoint, save_checkpoint
+from tools.bridge.settings import BridgeSettings
+from tools.bridge.translate import EventStreamParser, event_ts_ns, to_minio_event
+from tools.stack import procs
 
 __all__ = ["run"]
 

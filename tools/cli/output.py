@@ -11,7 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from leadersboard.models import JobRecord, JobStatus
+from leadersboard.models.records import JobRecord, JobStatus
 
 __all__ = [
     "STATUS_STYLE",

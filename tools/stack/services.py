@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from leadersboard import nats_io
 from leadersboard.nats_permissions import ADMIN, USERS, render_authorization
 from leadersboard.settings import NatsSettings, S3Settings
-from leadersboard.stack.procs import (
+from tools.stack.procs import (
     ManagedProcess,
     SeaweedPorts,
     http_ready,
@@ -23,7 +23,7 @@ from leadersboard.stack.procs import (
     tcp_ready,
     write_s3_identities,
 )
-from leadersboard.stack.seaweed_security import SeaweedSecurity, ensure_seaweed_security
+from tools.stack.seaweed_security import SeaweedSecurity, ensure_seaweed_security
 
 __all__ = ["MLFLOW_ADMIN", "NatsServer", "Seaweed", "start_mlflow", "start_nats", "start_seaweed"]
 

@@ -17,10 +17,10 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from leadersboard.cli.config import client_for
-from leadersboard.cli.output import err, human_bytes, print_json, report, write
 from leadersboard.client import Client, UploadStats, collect_files
-from leadersboard.models import CreateSubmissionResponse, PresentFile
+from leadersboard.models.api import CreateSubmissionResponse, PresentFile
+from tools.cli.config import client_for
+from tools.cli.output import err, human_bytes, print_json, report, write
 
 __all__ = ["add_parser", "follow", "parse_metadata"]
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from leadersboard.stack.up import StackPorts
+from tools.stack.up import StackPorts
 
 __all__ = ["StackSettings"]
 

