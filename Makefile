@@ -30,5 +30,12 @@ lint: install
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
+# The quick benches of bench/README.md (a few minutes; they start their own stack). The 1 GiB upload
+# (bench/upload_throughput.py) and the padim runner overhead take much longer: run those by hand.
+bench: install
+	$(PY) bench/dispatch.py latency --jobs 200
+	$(PY) bench/dispatch.py throughput --events 500
+	$(PY) bench/runner_overhead.py --repeat 5
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from dispatcher.service import run
 from dispatcher.settings import DispatcherSettings
-from leadersboard.lifecycle import configure_logging, serve_until_signalled
+from leadersboard.service import serve
 
 
 def main() -> None:
-    configure_logging()
-    settings = DispatcherSettings()
-    serve_until_signalled(lambda stop: run(settings, stop=stop))
+    serve("dispatcher", DispatcherSettings, run)
 
 
 if __name__ == "__main__":

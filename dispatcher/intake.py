@@ -23,7 +23,7 @@ from leadersboard.models.records import JobRecord, JobStatus
 from leadersboard.models.s3_events import S3EventEnvelope
 from leadersboard.models.submission import Manifest
 from leadersboard.quotas import RATE_WINDOW_S, QuotaStore
-from leadersboard.s3 import S3Client
+from leadersboard.s3 import S3Client, is_not_found
 from leadersboard.signing import signature_valid
 from leadersboard.tokens import TokenStore
 
@@ -147,7 +147,7 @@ class Intake:
         try:
             response = self.s3.get_object(Bucket=self.settings.bucket, Key=key, Range=f"bytes=0-{limit}")
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            if is_not_found(exc):
                 raise InvalidSubmission("manifest.json was deleted before it could be read") from exc
             raise
         raw = bytes(response["Body"].read())

@@ -18,8 +18,6 @@ import asyncio
 import logging
 from datetime import timedelta
 
-from botocore.exceptions import ClientError
-
 from dispatcher.faults import describe, is_outage, repeated_failure
 from dispatcher.intake import Intake
 from dispatcher.settings import DispatcherSettings
@@ -29,7 +27,7 @@ from leadersboard.issued import IssuedStore
 from leadersboard.keys import ManifestKey
 from leadersboard.models.base import utcnow
 from leadersboard.models.records import IssuedSubmission
-from leadersboard.s3 import S3Client
+from leadersboard.s3 import S3Client, head
 
 __all__ = ["Recovery"]
 
@@ -87,14 +85,7 @@ class Recovery:
         return True
 
     def _manifest_uploaded(self, where: ManifestKey) -> bool:
-        key = keys.manifest_key(where.user, where.submission_id)
-        try:
-            self.s3.head_object(Bucket=self.settings.bucket, Key=key)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
-        return True
+        return head(self.s3, self.settings.bucket, keys.manifest_key(where.user, where.submission_id)) is not None
 
 
 def _abandoned(note: IssuedSubmission) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 from nats.js import JetStreamContext
 
@@ -11,6 +10,7 @@ from dispatcher.scheduler import is_waiting, plan_releases
 from dispatcher.settings import DispatcherSettings
 from dispatcher.view import JobView
 from leadersboard.jobs import JobStore
+from leadersboard.liveness import fail_silent_runner, runner_silent
 from leadersboard.models.base import utcnow
 from leadersboard.models.queue import JobMessage
 from leadersboard.models.records import JobRecord, JobStatus, Quota
@@ -118,25 +118,18 @@ class Releaser:
         return True
 
     async def fail_lost(self) -> int:
-        """Fail running jobs whose runner has been silent too long: a job never stays `running`."""
-        deadline = utcnow() - timedelta(seconds=self.settings.runner_lost_after_s)
-        lost = [
-            r
-            for r in self.view.records.values()
-            if r.status is JobStatus.RUNNING and (r.heartbeat_at or r.started_at or r.created_at) < deadline
-        ]
+        """Fail running jobs whose runner has been silent too long (leadersboard/liveness.py): a job never
+        stays `running`."""
+        after_s = self.settings.runner_lost_after_s
+        now = utcnow()
+        lost = [r for r in self.view.records.values() if runner_silent(r, now=now, after_s=after_s)]
+
+        def give_up(current: JobRecord) -> JobRecord | None:
+            now = utcnow()  # judged again on the stored record: a heartbeat may have come meanwhile
+            if not runner_silent(current, now=now, after_s=after_s):
+                return None
+            return fail_silent_runner(current, now=now, after_s=after_s)
+
         for record in lost:
-
-            def give_up(current: JobRecord) -> JobRecord | None:
-                if current.status is not JobStatus.RUNNING or (current.heartbeat_at or current.created_at) >= deadline:
-                    return None
-                current.status = JobStatus.FAILED
-                current.error = (
-                    f"runner lost: runner {current.runner} stopped reporting for over "
-                    f"{self.settings.runner_lost_after_s:.0f} s"
-                )
-                current.finished_at = utcnow()
-                return current
-
             await self.jobs.update(record.user, record.submission_id, give_up)
         return len(lost)

@@ -10,12 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.kv import KeyValue
@@ -27,6 +25,7 @@ from dispatcher.release import Releaser
 from dispatcher.settings import DispatcherSettings
 from dispatcher.view import JobView
 from leadersboard import nats_io
+from leadersboard.consume import DONE, GIVE_UP, Outcome, RetryLater, consume
 from leadersboard.issued import IssuedStore
 from leadersboard.jobs import JobStore
 from leadersboard.quotas import QuotaStore
@@ -68,17 +67,16 @@ class Dispatcher:
     async def handle_event(self, data: bytes) -> None:
         await self.intake.handle_event(data)
 
-    async def handle_message(self, message: Msg) -> None:
-        """Handle one event and settle it: ack, nak with a growing delay, or record its submissions failed
-        and terminate it once it has failed the same way too often."""
+    async def handle_message(self, message: Msg) -> Outcome:
+        """Handle one event: done, retried with a growing delay, or, once it has failed the same way too
+        often, its submissions recorded failed and the event given up."""
         try:
             await self.handle_event(message.data)
         except Exception as exc:
-            await self._handle_failure(message, exc)
-            return
-        await _settle(message.ack())
+            return await self._handle_failure(message, exc)
+        return DONE
 
-    async def _handle_failure(self, message: Msg, exc: Exception) -> None:
+    async def _handle_failure(self, message: Msg, exc: Exception) -> Outcome:
         delivered, published_at = message.metadata.num_delivered, message.metadata.timestamp
         if is_outage(exc):
             log.warning("event failed on delivery %d: %s", delivered, describe(exc))
@@ -86,10 +84,9 @@ class Dispatcher:
             log.exception("event failed on delivery %d of at most %d", delivered, self.settings.max_event_deliveries)
         reason = _give_up_reason(self.settings, exc, delivered, published_at)
         if reason is not None and await self._dead_letter(message.data, reason):
-            await _settle(message.term())
-            return
+            return GIVE_UP
         delay_s = min(self.settings.event_retry_delay_s * 2 ** (delivered - 1), self.settings.event_retry_max_delay_s)
-        await _settle(message.nak(delay=delay_s))
+        return RetryLater(delay_s)
 
     async def _dead_letter(self, data: bytes, reason: str) -> bool:
         """Record every submission of the event failed; False only when an outage prevents it (retried)."""
@@ -167,19 +164,15 @@ async def run(settings: DispatcherSettings, *, stop: asyncio.Event | None = None
         ),
     )
     log.info("dispatcher consuming %s", settings.events_subject)
+
+    async def drained() -> bool:  # burst: no event left to fetch, and nothing left to release
+        return settings.burst and await dispatcher.releaser.release_due() == 0
+
     try:
-        while not stop.is_set():
-            try:
-                messages = await subscription.fetch(settings.fetch_batch, timeout=settings.fetch_timeout_s)
-            except (NatsTimeoutError, TimeoutError):
-                if settings.burst and await dispatcher.releaser.release_due() == 0:
-                    break
-                continue
-            except Exception as exc:  # NATS restarting: the durable consumer is still there afterwards
-                log.warning("fetching events failed (%r); retrying", exc)
-                await asyncio.sleep(RETRY_DELAY_S)
-                continue
-            await asyncio.gather(*(dispatcher.handle_message(message) for message in messages))
+        await consume(
+            subscription, dispatcher.handle_message, what="events", stop=stop, batch=settings.fetch_batch,
+            fetch_timeout_s=settings.fetch_timeout_s, retry_s=RETRY_DELAY_S, idle=drained,
+        )  # fmt: skip
     finally:
         stop.set()
         await releasing
@@ -187,14 +180,6 @@ async def run(settings: DispatcherSettings, *, stop: asyncio.Event | None = None
         await asyncio.gather(view_task, return_exceptions=True)
         await subscription.unsubscribe()
         await nc.drain()
-
-
-async def _settle(ack: Awaitable[None]) -> None:
-    """Ack, nak or term; when NATS is away the event simply comes back after its ack wait."""
-    try:
-        await ack
-    except Exception as exc:
-        log.warning("could not settle an event (%s); it will be redelivered", describe(exc))
 
 
 def _give_up_reason(settings: DispatcherSettings, exc: Exception, delivered: int, published_at: datetime) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import ValidationError
 
 from leadersboard.keys import ManifestKey
-from leadersboard.models.submission import Manifest
+from leadersboard.models.submission import Manifest, entrypoint_problem, missing_declared
 from leadersboard.s3 import S3Client, head
 
 __all__ = ["InvalidSubmission", "check_uploads", "parse_manifest"]
@@ -30,11 +30,12 @@ def parse_manifest(raw: bytes, where: ManifestKey) -> Manifest:
     paths = {spec.path for spec in manifest.files}
     if len(paths) != len(manifest.files):
         raise InvalidSubmission("manifest.json lists the same file twice")
-    for role, name in (("entrypoint", manifest.entrypoint), ("config", manifest.config)):
-        if name not in paths:
-            raise InvalidSubmission(f"the {role} {name!r} is not among the uploaded files")
-    if not manifest.entrypoint.endswith(".py"):
-        raise InvalidSubmission(f"the entrypoint {manifest.entrypoint!r} is not a Python file (.py)")
+    missing = missing_declared(manifest.entrypoint, manifest.config, paths)
+    if missing:
+        raise InvalidSubmission(f"the {missing[0].role} {missing[0].name!r} is not among the uploaded files")
+    problem = entrypoint_problem(manifest.entrypoint)
+    if problem is not None:
+        raise InvalidSubmission(problem)
     return manifest
 
 

@@ -8,6 +8,7 @@ import logging
 from nats.js.kv import KeyValue
 
 from leadersboard import nats_io
+from leadersboard.keys import kv_submission_id
 from leadersboard.models.records import JobRecord
 
 __all__ = ["JobView"]
@@ -61,7 +62,7 @@ class JobView:
                         self.changed.set()
                     continue
                 if entry.operation in ("DEL", "PURGE") or not entry.value:
-                    target.pop(entry.key.split(".", 1)[-1], None)
+                    target.pop(kv_submission_id(entry.key), None)
                 else:
                     record = JobRecord.model_validate_json(entry.value)
                     target[record.submission_id] = record

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-from frontend.app import create_app
 from frontend.settings import FrontendSettings
-from leadersboard.lifecycle import configure_logging
-
-
-def run(settings: FrontendSettings) -> None:
-    import uvicorn
-
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+from leadersboard.service import serve
 
 
 def main() -> None:
-    configure_logging()
-    run(FrontendSettings())
+    from frontend.server import run  # uvicorn and Gradio load when serving, not when the module is imported
+
+    serve("frontend", FrontendSettings, run)
 
 
 if __name__ == "__main__":

@@ -10,13 +10,13 @@ import shutil
 from dataclasses import dataclass
 
 from gpu_runner.datasets import DatasetCache
-from gpu_runner.diagnosis import failure_reason, limit_reason
 from gpu_runner.disk import GIB, JobDisk, is_disk_full_error, open_workspace
-from gpu_runner.execute import ExecResult, JobLaunch, run_entrypoint
-from gpu_runner.results import BadMetrics, dataset_name, output_files, read_metrics, upload_results
-from gpu_runner.sandbox import Limits, dataset_cache_root, resolve_sandbox
+from gpu_runner.execute import JobLaunch, run_entrypoint
+from gpu_runner.results import dataset_name, output_files, upload_results
+from gpu_runner.sandbox import dataset_cache_root, resolve_sandbox
 from gpu_runner.settings import RunnerSettings
 from gpu_runner.tracking import log_run
+from gpu_runner.verdict import judge
 from gpu_runner.workspace import BadSubmission, Workspace, extract_zip, link_datasets, prepare
 from leadersboard import keys
 from leadersboard.limits import MAX_PARAM_VALUE_CHARS
@@ -116,45 +116,32 @@ async def _run_with_live_log(
             settings, timeout_s=timeout_s, sandbox=sandbox, datasets=datasets, memory_gib=record.memory_gib, disk=disk
         )
         result = await run_entrypoint(workspace, record, launch, cancelled)
-        outcome, metrics = _judge(settings, workspace, result, timeout_s, launch.limits)
-        return outcome, metrics, result.wall_time_s
+        verdict = judge(
+            result,
+            workspace.output,
+            timeout_s=timeout_s,
+            limits=launch.limits,
+            max_metrics_bytes=settings.max_metrics_bytes,
+        )
+        if verdict.metrics is not None:
+            _note_long_params(workspace, verdict.metrics)
+        outcome = JobOutcome(verdict.status, verdict.error, result.exit_code, verdict.metrics)
+        return outcome, verdict.metrics, result.wall_time_s
     finally:
         # Let an upload in flight finish so it cannot overwrite the final log afterwards.
         stop_flushing.set()
         await flusher
 
 
-def _judge(
-    settings: RunnerSettings, workspace: Workspace, result: ExecResult, timeout_s: float, limits: Limits
-) -> tuple[JobOutcome, MetricsFile | None]:
-    if result.cancelled:
-        return JobOutcome(JobStatus.CANCELLED, "cancelled while running", result.exit_code), None
-    if result.over_limit is not None:  # before the exit code: the limit is why it crashed
-        reason = limit_reason(result.over_limit, result.exit_code, result.signal, result.tail)
-        return JobOutcome(JobStatus.FAILED, reason, result.exit_code), None
-    if result.timed_out:
-        reason = f"timeout: still running after the limit of {timeout_s:.0f} s; the job was killed"
-        return JobOutcome(JobStatus.FAILED, reason, result.exit_code), None
-    if result.exit_code != 0:
-        reason = failure_reason(result.exit_code, result.signal, result.tail, limits)
-        return JobOutcome(JobStatus.FAILED, reason, result.exit_code), None
-    metrics_path = workspace.output / "metrics.json"
-    if metrics_path.is_symlink():  # never follow it: the runner may read what the job cannot
-        metrics_path.unlink()
-        reason = "metrics.json is malformed: it is a symbolic link; write a regular file"
-        return JobOutcome(JobStatus.FAILED, reason, result.exit_code), None
-    try:
-        metrics = read_metrics(workspace.output, max_bytes=settings.max_metrics_bytes)
-    except BadMetrics as exc:
-        return JobOutcome(JobStatus.FAILED, str(exc), result.exit_code), None
+def _note_long_params(workspace: Workspace, metrics: MetricsFile) -> None:
+    """Long param values are kept, cut: a long value is a description, not what ranks; the log says so."""
     long_params = metrics.long_params()
-    if long_params:  # kept, cut: a long value is a description, not what ranks
+    if long_params:
         names = ", ".join(repr(name) for name in long_params[:10]) + (" ..." if len(long_params) > 10 else "")
         _note(
             workspace,
             f"[leadersboard] {len(long_params)} param values cut to {MAX_PARAM_VALUE_CHARS} characters: {names}",
         )
-    return JobOutcome(JobStatus.COMPLETED, None, 0, metrics), metrics
 
 
 async def _finish(

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
 from dataclasses import dataclass
-from datetime import timedelta
 
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig
 from pydantic import ValidationError
 
@@ -20,8 +17,10 @@ from gpu_runner.results import fit_record
 from gpu_runner.settings import RunnerSettings
 from gpu_runner.tracking import client_environment
 from leadersboard import nats_io
+from leadersboard.consume import DONE, GIVE_UP, Outcome, RetryLater, consume, in_progress
 from leadersboard.faults import classify
 from leadersboard.jobs import JobStore
+from leadersboard.liveness import fail_vanished_runner, runner_silent
 from leadersboard.models.base import utcnow
 from leadersboard.models.queue import JobMessage
 from leadersboard.models.records import JobRecord, JobStatus
@@ -32,6 +31,7 @@ __all__ = ["Runner", "run"]
 log = logging.getLogger("gpu_runner")
 FALLBACK_RECORD_BYTES = 64 * 1024
 """The record stored when the outcome itself cannot be: small enough for any NATS server."""
+FETCH_RETRY_S = 1.0
 
 
 @dataclass
@@ -48,34 +48,31 @@ class Runner:
         self.s3 = s3
         self.stop = stop
 
-    async def handle(self, message: Msg) -> None:
+    async def handle(self, message: Msg) -> Outcome:
+        """Run the message's job to its end (the message kept in progress meanwhile): done once its outcome is
+        stored, retried later when the job was handed back. Raises when the job cannot be claimed (NATS
+        away): the message comes back after its ack wait, and the claim rules sort the repeat out."""
         try:
             job = JobMessage.model_validate_json(message.data)
         except ValidationError:
             log.warning("dropping a malformed job message")
-            await message.term()
-            return
+            return GIVE_UP
         record = await self.jobs.update(job.user, job.submission_id, lambda current: self._claim(current, job))
         if record is None or record.status is not JobStatus.RUNNING or record.runner != self.settings.runner_id:
-            await message.ack()  # finished, cancelled, or given up as lost: nothing to run
-            return
+            return DONE  # finished, cancelled, or given up as lost: nothing to run
         log.info("running %s of %s (attempt %d)", record.submission_id, record.user, record.attempts)
         interruption = Interruption()
         outcome = await self._run_with_heartbeat(message, record, interruption)
         if interruption.cause is not None:
             released = await self._hand_back(record, interruption.cause)
             if released is not None and released.status is JobStatus.PENDING:
-                await message.nak(delay=self.settings.hand_back_delay_s)
                 log.info("%s handed back to the queue (%s)", record.submission_id, interruption.cause)
-                return
-            with contextlib.suppress(Exception):
-                await message.ack()
+                return RetryLater(self.settings.hand_back_delay_s)
             log.info("%s not handed back: %s", record.submission_id, released.error if released else "gone")
-            return
+            return DONE
         final = await self._record_outcome(record, outcome)
-        with contextlib.suppress(Exception):  # if the ack is lost, the redelivery finds the job finished
-            await message.ack()
         log.info("%s finished: %s", record.submission_id, final.status if final else "gone")
+        return DONE  # if the ack is lost, the redelivery finds the job finished
 
     async def _record_outcome(self, record: JobRecord, outcome: JobOutcome) -> JobRecord | None:
         """Store the terminal state (cut to fit if it is too large), waiting out a NATS restart for a bounded
@@ -140,15 +137,11 @@ class Runner:
         if record.status.terminal:
             return None
         now = utcnow()
-        if record.status is JobStatus.RUNNING:
-            last_sign = record.heartbeat_at or record.started_at or record.created_at
-            if now - last_sign < timedelta(seconds=self.settings.heartbeat_stale_s):
+        if record.status is JobStatus.RUNNING:  # the rule of leadersboard/liveness.py
+            if not runner_silent(record, now=now, after_s=self.settings.heartbeat_stale_s):
                 return None  # alive elsewhere: this message is a duplicate
             if record.attempts >= self.settings.max_attempts:
-                record.status = JobStatus.FAILED
-                record.error = f"runner lost: runner {record.runner} vanished; {record.attempts} attempts made"
-                record.finished_at = now
-                return record
+                return fail_vanished_runner(record, now=now)
         record.status = JobStatus.RUNNING
         record.runner = self.settings.runner_id
         record.started_at = now
@@ -199,8 +192,9 @@ class Runner:
 
         while True:
             await asyncio.sleep(interval_s)
+            if not await in_progress(message):
+                continue  # NATS is away: the record's heartbeat would fail too
             try:
-                await message.in_progress()
                 current = await self.jobs.update(record.user, record.submission_id, beat)
             except Exception as exc:
                 log.warning("heartbeat of %s failed: %r", record.submission_id, exc)
@@ -224,23 +218,15 @@ async def run(settings: RunnerSettings, *, stop: asyncio.Event | None = None) ->
         config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=settings.ack_wait_s, max_ack_pending=-1),
     )
     log.info("runner %s waiting for jobs (gpu=%r)", settings.runner_id, settings.gpu)
+
+    async def no_job_waiting() -> bool:  # burst: stop once the queue is empty
+        return settings.burst
+
     try:
-        while not stop.is_set():
-            try:
-                messages = await subscription.fetch(1, timeout=settings.fetch_timeout_s)
-            except (NatsTimeoutError, TimeoutError):
-                if settings.burst:
-                    break
-                continue
-            except Exception as exc:  # NATS restarting: the durable consumer is still there afterwards
-                log.warning("fetching jobs failed (%r); retrying", exc)
-                await asyncio.sleep(1.0)
-                continue
-            for message in messages:
-                try:
-                    await runner.handle(message)
-                except Exception as exc:  # the message comes back after ack_wait; the claim rules sort it out
-                    log.warning("job message not handled (%r)", exc)
+        await consume(
+            subscription, runner.handle, what="jobs", stop=stop, batch=1,  # one job at a time
+            fetch_timeout_s=settings.fetch_timeout_s, retry_s=FETCH_RETRY_S, idle=no_job_waiting,
+        )  # fmt: skip
     finally:
         # A pull subscription left subscribed makes drain wait for its full timeout.
         await subscription.unsubscribe()

@@ -29,6 +29,7 @@ __all__ = [
     "UnsafeArchive",
     "Workspace",
     "extract_zip",
+    "is_zip",
     "link_datasets",
     "prepare",
 ]
@@ -109,7 +110,7 @@ def prepare(
         # spec.store_key: a deduplicated file comes from the user's blob, any other from files/<path>.
         key = spec.store_key(record.user, record.submission_id)
         _download(client, bucket, key, target, size=spec.size)
-        if spec.sha256 is not None or _is_zip(spec.path):
+        if spec.sha256 is not None or is_zip(spec.path):
             digests[spec.path] = file_sha256(target)
         if spec.sha256 is not None and digests[spec.path] != spec.sha256:
             reason = (
@@ -122,7 +123,7 @@ def prepare(
                 client.delete_object(Bucket=bucket, Key=key)
                 reason += "; the corrupt stored copy was removed: submit again to upload the file anew"
             raise ChecksumMismatch(reason)
-    zips = [spec.path for spec in record.files if _is_zip(spec.path)]
+    zips = [spec.path for spec in record.files if is_zip(spec.path)]
     prepared = Prepared()
     if cache is not None and zips:
         datasets = []
@@ -151,7 +152,8 @@ def link_datasets(mounts: list[Bind]) -> None:
         mount.target.symlink_to(mount.source, target_is_directory=mount.source.is_dir())
 
 
-def _is_zip(path: str) -> bool:
+def is_zip(path: str) -> bool:
+    """A file the runner (and `leadersboard check`) extracts into the working directory."""
     return path.lower().endswith(".zip")
 
 

@@ -1,22 +1,14 @@
-"""`python -m ingest`: serve the API until SIGTERM or Ctrl-C."""
+"""`python -m ingest`: serve the API until SIGTERM or Ctrl-C (in-flight requests are answered first)."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-
-from ingest.server import serve
+from ingest.server import run
 from ingest.settings import IngestSettings
-
-
-def run(settings: IngestSettings) -> None:
-    # Drains in-flight requests on SIGTERM/SIGINT before the cleanup context closes NATS.
-    asyncio.run(serve(settings))
+from leadersboard.service import serve
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    run(IngestSettings())
+    serve("ingest", IngestSettings, run)
 
 
 if __name__ == "__main__":

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from ingest.auth import require_admin
-from ingest.context import parse_body, services
+from ingest.auth import caller_of
+from ingest.context import admin_only, parse_body, services
 from ingest.errors import BadRequest, Conflict, NotFound
 from leadersboard.jobs import JobStore
-from leadersboard.keys import USER_NAME_PATTERN
+from leadersboard.keys import USER_NAME_PATTERN, is_user_name
 from leadersboard.models.base import utcnow
 from leadersboard.models.records import DisabledUser, JobRecord, JobStatus, Quota, QuotaOverride, Role, TokenRecord
 from leadersboard.tokens import UserDisabledError
@@ -44,9 +43,9 @@ def _token_view(record: TokenRecord) -> dict[str, Any]:
     return record.model_dump(mode="json", exclude={"version"})
 
 
+@admin_only
 async def create_token(request: web.Request) -> web.Response:
     svc = services(request)
-    await require_admin(request, svc.tokens)
     body = await parse_body(request, CreateTokenRequest)
     expires_at = utcnow() + timedelta(seconds=body.expires_in_s) if body.expires_in_s else None
     try:
@@ -56,25 +55,25 @@ async def create_token(request: web.Request) -> web.Response:
     return web.json_response({"token": token, **_token_view(record)}, status=201)
 
 
+@admin_only
 async def list_tokens(request: web.Request) -> web.Response:
     svc = services(request)
-    await require_admin(request, svc.tokens)
     return web.json_response({"tokens": [_token_view(r) for r in await svc.tokens.list_records()]})
 
 
+@admin_only
 async def revoke_token(request: web.Request) -> web.Response:
     svc = services(request)
-    await require_admin(request, svc.tokens)
     record = await svc.tokens.revoke(request.match_info["token_id"])
     if record is None:
         raise NotFound(f"no token with id {request.match_info['token_id']!r}")
     return web.json_response(_token_view(record))
 
 
+@admin_only
 async def disable_user(request: web.Request) -> web.Response:
     """Revoke every token of the user, refuse new ones, and cancel its pending and running jobs."""
-    svc = services(request)
-    caller = await require_admin(request, svc.tokens)
+    svc, caller = services(request), caller_of(request)
     user = _user(request)
     if user == caller.user:
         raise Conflict(f"user: {user!r} is your own account; another admin has to disable it")
@@ -109,10 +108,10 @@ async def _cancel_for(jobs: JobStore, record: JobRecord, state: DisabledUser) ->
     return applied
 
 
+@admin_only
 async def enable_user(request: web.Request) -> web.Response:
     """Let the user be issued tokens again; the tokens revoked by `disable` stay revoked."""
     svc = services(request)
-    await require_admin(request, svc.tokens)
     user = _user(request)
     await svc.tokens.enable_user(user)
     return web.json_response(_user_view(user, None, [], []))
@@ -131,9 +130,9 @@ def _user_view(
     }
 
 
+@admin_only
 async def list_quotas(request: web.Request) -> web.Response:
     svc = services(request)
-    await require_admin(request, svc.tokens)
     overrides = await svc.quotas.overrides()
     body = {
         "default": (await svc.quotas.default()).model_dump(exclude={"version"}),
@@ -142,9 +141,9 @@ async def list_quotas(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+@admin_only
 async def set_default_quota(request: web.Request) -> web.Response:
     svc = services(request)
-    await require_admin(request, svc.tokens)
     quota = await parse_body(request, Quota)
     await svc.quotas.set_default(quota)
     return web.json_response(quota.model_dump(exclude={"version"}))
@@ -152,14 +151,14 @@ async def set_default_quota(request: web.Request) -> web.Response:
 
 def _user(request: web.Request) -> str:
     user = request.match_info["user"]
-    if not re.match(USER_NAME_PATTERN, user):
+    if not is_user_name(user):
         raise BadRequest(f"user: {user!r} is not a valid user name")
     return user
 
 
+@admin_only
 async def get_user_quota(request: web.Request) -> web.Response:
     svc = services(request)
-    await require_admin(request, svc.tokens)
     user = _user(request)
     override = await svc.quotas.override(user)
     body = {
@@ -170,9 +169,9 @@ async def get_user_quota(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+@admin_only
 async def set_user_quota(request: web.Request) -> web.Response:
     svc = services(request)
-    await require_admin(request, svc.tokens)
     user = _user(request)
     await svc.quotas.set_override(user, await parse_body(request, QuotaOverride))
     return await get_user_quota(request)

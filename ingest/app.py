@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -15,7 +15,8 @@ from nats.js.errors import ServiceUnavailableError
 from pydantic import ValidationError
 
 from ingest import mlflow_proxy, routes
-from ingest.context import SERVICES, SETTINGS, Services
+from ingest.auth import auth_middleware
+from ingest.context import SERVICES, SETTINGS, Handler, Services, route_spec
 from ingest.errors import ApiError, BadRequest, ServiceUnavailable, http_error_response
 from ingest.settings import IngestSettings
 from leadersboard import nats_io
@@ -31,13 +32,12 @@ __all__ = ["create_app"]
 
 log = logging.getLogger("ingest")
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
 
 def create_app(settings: IngestSettings) -> web.Application:
-    app = web.Application(
-        middlewares=[cors_middleware(settings), error_middleware, nats_middleware], client_max_size=1024**2
-    )
+    # Outermost first: CORS headers go on every answer, errors become the API's body, then what the route
+    # declared (ingest/context.py RouteSpec) is checked: NATS up, then the token.
+    middlewares: list[Middleware] = [cors_middleware(settings), error_middleware, nats_middleware, auth_middleware]
+    app = web.Application(middlewares=middlewares, client_max_size=1024**2)
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_services)
     if settings.mlflow_proxy_port is not None:  # the public MLflow port, on the same token store
@@ -97,13 +97,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return ApiError("internal server error; please report it to the administrators").response()
 
 
-_WITHOUT_NATS = frozenset({"/api/v1/health", "/api/v1/openapi.json"})
-
-
 @web.middleware
 async def nats_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Answer 503 at once while NATS is away, rather than after every call's timeout."""
-    if request.path not in _WITHOUT_NATS and request.method != "OPTIONS":
+    """Answer 503 at once while NATS is away, rather than after every call's timeout (routes declared
+    `@without_nats` answer anyway)."""
+    if route_spec(request).nats and request.method != "OPTIONS":
         request.app[SERVICES].require_nats()
     return await handler(request)
 

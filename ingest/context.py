@@ -1,9 +1,16 @@
-"""What every handler needs: the connected services, and the request's JSON body."""
+"""What every handler needs: the connected services, the request's JSON body, and what its route declares.
+
+A route declares what must hold before its handler runs (`RouteSpec`: a caller's token, an admin's, NATS up)
+with `@public`, `@admin_only` and `@without_nats`; the middlewares in ingest/app.py and ingest/auth.py see to it,
+so no handler checks it again.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from enum import StrEnum
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -19,13 +26,30 @@ from leadersboard.quotas import QuotaStore
 from leadersboard.s3 import S3Client
 from leadersboard.tokens import TokenStore
 
-__all__ = ["MAX_BODY_DEPTH", "SERVICES", "SETTINGS", "Services", "parse_body", "services"]
+__all__ = [
+    "MAX_BODY_DEPTH",
+    "SERVICES",
+    "SETTINGS",
+    "Access",
+    "Handler",
+    "RouteSpec",
+    "Services",
+    "admin_only",
+    "parse_body",
+    "public",
+    "route_spec",
+    "services",
+    "spec_of",
+    "without_nats",
+]
 
 MAX_BODY_DEPTH = 32
 """Objects and lists nested in a request body: no body the API defines comes near (metadata stops at 5).
 Refused before validation, so that neither pydantic's parser (200 levels) nor a serializer recurses deeper."""
 
 Model = TypeVar("Model", bound=BaseModel)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+H = TypeVar("H", bound=Handler)
 
 
 @dataclass
@@ -50,6 +74,66 @@ SETTINGS = web.AppKey("settings", IngestSettings)
 
 def services(request: web.Request) -> Services:
     return request.app[SERVICES]
+
+
+class Access(StrEnum):
+    PUBLIC = "public"
+    """Anyone, without a token."""
+    USER = "user"
+    """Any valid token (a user's or an admin's)."""
+    ADMIN = "admin"
+    """An admin's token; a user's is refused with 403."""
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """What a route needs before its handler runs. Undeclared, a route needs a valid token and NATS."""
+
+    access: Access = Access.USER
+    nats: bool = True
+    """Answer 503 at once while NATS is away (every token check reads NATS)."""
+
+
+_SPEC_ATTRIBUTE = "__route_spec__"
+# The router's own answers (no such route 404, method not allowed 405) need no token; while NATS is away
+# they answer 503 like the routes, as they always have.
+_ROUTER_ANSWER = RouteSpec(access=Access.PUBLIC)
+
+
+def spec_of(handler: object) -> RouteSpec:
+    """What the handler's route declared (an undeclared handler: the defaults)."""
+    spec = getattr(handler, _SPEC_ATTRIBUTE, None)
+    return spec if isinstance(spec, RouteSpec) else RouteSpec()
+
+
+def route_spec(request: web.Request) -> RouteSpec:
+    """What the route the request matched declared."""
+    if request.match_info.http_exception is not None:
+        return _ROUTER_ANSWER
+    return spec_of(request.match_info.handler)
+
+
+def _declare(handler: H, *, access: Access | None = None, nats: bool | None = None) -> H:
+    # On the function itself, so that functools.wraps carries it (with `__dict__`) to a wrapper.
+    spec = spec_of(handler)
+    spec = replace(spec, access=spec.access if access is None else access, nats=spec.nats if nats is None else nats)
+    setattr(handler, _SPEC_ATTRIBUTE, spec)
+    return handler
+
+
+def public(handler: H) -> H:
+    """The route answers anyone, without a token."""
+    return _declare(handler, access=Access.PUBLIC)
+
+
+def admin_only(handler: H) -> H:
+    """The route answers admins only: 401 without a valid token, 403 with a user's."""
+    return _declare(handler, access=Access.ADMIN)
+
+
+def without_nats(handler: H) -> H:
+    """The route answers while NATS is away (it reads nothing from NATS, or reports NATS's state itself)."""
+    return _declare(handler, nats=False)
 
 
 async def parse_body(request: web.Request, model: type[Model]) -> Model:

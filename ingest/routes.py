@@ -12,15 +12,16 @@ from aiohttp import web
 from botocore.exceptions import ClientError
 
 from ingest import admin, openapi
-from ingest.auth import require_token
-from ingest.context import Services, parse_body, services
+from ingest.auth import caller_of
+from ingest.context import Services, parse_body, public, services, without_nats
 from ingest.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, TooManyRequests
 from ingest.presign import UploadPolicy, presign_submission
-from leadersboard import keys
+from leadersboard import keys, ranking
 from leadersboard.models.api import CreateSubmissionRequest
 from leadersboard.models.base import utcnow
-from leadersboard.models.records import JobRecord, JobStatus, Role, TokenRecord
+from leadersboard.models.records import JobRecord, JobStatus, Role
 from leadersboard.quotas import RateDecision
+from leadersboard.s3 import error_code, is_not_found
 
 __all__ = ["add_routes", "job_view"]
 
@@ -38,14 +39,12 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/leaderboard", leaderboard)
     app.router.add_get("/api/v1/health", health)
     app.router.add_get("/api/v1/me", whoami)
-    app.router.add_get("/api/v1/openapi.json", openapi.serve)
+    app.router.add_get("/api/v1/openapi.json", public(without_nats(openapi.serve)))
     admin.add_routes(app)
 
 
 async def create_submission(request: web.Request) -> web.Response:
-    svc = services(request)
-    svc.require_nats()
-    caller = await require_token(request, svc.tokens)
+    svc, caller = services(request), caller_of(request)
     body = await parse_body(request, CreateSubmissionRequest)
     missing = body.missing_declared_files()
     if missing:
@@ -85,8 +84,7 @@ async def create_submission(request: web.Request) -> web.Response:
 
 async def whoami(request: web.Request) -> web.Response:
     """The caller's token as the API sees it (never the token itself): for `leadersboard login`."""
-    svc = services(request)
-    caller = await require_token(request, svc.tokens)
+    caller = caller_of(request)
     return web.json_response(caller.model_dump(mode="json", include={"user", "role", "token_id", "expires_at"}))
 
 
@@ -99,13 +97,11 @@ def _rate_message(decision: RateDecision) -> str:
 
 
 def job_view(record: JobRecord) -> dict[str, Any]:
-    view = record.model_dump(mode="json", exclude={"version"})
-    view["duration_s"] = record.duration_s
-    return view
+    return record.model_dump(mode="json", exclude={"version"})
 
 
-async def _visible_job(request: web.Request, caller: TokenRecord) -> JobRecord:
-    svc = services(request)
+async def _visible_job(request: web.Request) -> JobRecord:
+    svc, caller = services(request), caller_of(request)
     submission_id = request.match_info["id"]
     if not keys.is_submission_id(submission_id):
         record = None
@@ -122,23 +118,19 @@ async def _visible_job(request: web.Request, caller: TokenRecord) -> JobRecord:
 
 
 async def list_submissions(request: web.Request) -> web.Response:
-    svc = services(request)
-    caller = await require_token(request, svc.tokens)
+    svc, caller = services(request), caller_of(request)
     everyone = caller.role is Role.ADMIN and request.query.get("all") in ("1", "true")
     records = await svc.jobs.list_records(None if everyone else caller.user)
     return web.json_response({"submissions": [job_view(r) for r in reversed(records)]})
 
 
 async def get_submission(request: web.Request) -> web.Response:
-    svc = services(request)
-    caller = await require_token(request, svc.tokens)
-    return web.json_response(job_view(await _visible_job(request, caller)))
+    return web.json_response(job_view(await _visible_job(request)))
 
 
 async def get_logs(request: web.Request) -> web.Response:
     svc = services(request)
-    caller = await require_token(request, svc.tokens)
-    record = await _visible_job(request, caller)
+    record = await _visible_job(request)
     try:
         offset = int(request.query.get("offset", "0"))
     except ValueError as exc:
@@ -156,17 +148,15 @@ def _read_range(svc: Services, key: str, offset: int) -> bytes:
     try:
         response = svc.s3.get_object(Bucket=svc.settings.bucket, Key=key, Range=f"bytes={offset}-{end}")
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "InvalidRange", "404"):
+        if is_not_found(exc) or error_code(exc) == "InvalidRange":  # no log yet, or nothing past `offset`
             return b""
         raise
     return bytes(response["Body"].read())
 
 
 async def cancel_submission(request: web.Request) -> web.Response:
-    svc = services(request)
-    caller = await require_token(request, svc.tokens)
-    record = await _visible_job(request, caller)
-
+    svc, caller = services(request), caller_of(request)
+    record = await _visible_job(request)
     applied = False
 
     def cancel(current: JobRecord) -> JobRecord | None:
@@ -191,58 +181,18 @@ async def cancel_submission(request: web.Request) -> web.Response:
 
 
 async def leaderboard(request: web.Request) -> web.Response:
-    svc = services(request)
-    await require_token(request, svc.tokens)
-    dataset = request.query.get("dataset")
-    metric = request.query.get("metric", "image_AUROC")
     best_per_user = request.query.get("best_per_user", "true").lower() not in ("0", "false", "no")
-    everything = await svc.jobs.list_records(None)
-    records = [
-        r
-        for r in everything
-        if r.status is JobStatus.COMPLETED and metric in r.metrics and (dataset is None or r.dataset == dataset)
-    ]
-    records.sort(key=lambda r: (-r.metrics[metric], r.submission_id))
-    if best_per_user:
-        records = _best_per_user(records)
-    entries = [
-        {
-            "rank": rank,
-            "user": r.user,
-            "submission_id": r.submission_id,
-            "dataset": r.dataset,
-            "method": r.metadata.get("method") or r.params.get("method"),
-            "description": r.metadata.get("description"),
-            "value": r.metrics[metric],
-            "metrics": r.metrics,
-            "submitted_at": r.created_at.isoformat(),
-            "mlflow_run_url": r.mlflow_run_url,
-        }
-        for rank, r in enumerate(records, start=1)
-    ]
-    datasets = sorted({r.dataset for r in everything if r.dataset})
-    return web.json_response(
-        {
-            "metric": metric,
-            "higher_is_better": True,
-            "dataset": dataset,
-            "datasets": datasets,
-            "entries": entries,
-        }
+    board = ranking.leaderboard(
+        await services(request).jobs.list_records(None),
+        request.query.get("metric", ranking.DEFAULT_METRIC),
+        dataset=request.query.get("dataset"),
+        best_per_user=best_per_user,
     )
+    return web.json_response(board)
 
 
-def _best_per_user(ranked: list[JobRecord]) -> list[JobRecord]:
-    """The first (best) record of each user on each dataset."""
-    seen: set[tuple[str | None, str]] = set()
-    best = []
-    for record in ranked:
-        if (record.dataset, record.user) not in seen:
-            seen.add((record.dataset, record.user))
-            best.append(record)
-    return best
-
-
+@public
+@without_nats  # it reports NATS's state itself
 async def health(request: web.Request) -> web.Response:
     svc = services(request)
     nats_ok = svc.nc.is_connected

@@ -10,7 +10,6 @@ is wrapped to turn what escapes the middlewares into the same shape.
 from __future__ import annotations
 
 import asyncio
-import signal
 from typing import Any
 
 from aiohttp import web
@@ -20,7 +19,7 @@ from ingest.app import create_app
 from ingest.errors import error_response, http_error_response
 from ingest.settings import IngestSettings
 
-__all__ = ["ApiRunner", "serve"]
+__all__ = ["ApiRunner", "run"]
 
 
 class _JsonErrorHandler(RequestHandler):
@@ -68,12 +67,8 @@ class ApiRunner(web.AppRunner):
         )
 
 
-async def serve(settings: IngestSettings) -> None:
-    """Serve until SIGTERM or SIGINT, then drain in-flight requests before the app's cleanup closes NATS."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+async def run(settings: IngestSettings, *, stop: asyncio.Event) -> None:
+    """Serve until `stop` is set, then drain in-flight requests before the app's cleanup closes NATS."""
     runner = ApiRunner(create_app(settings), shutdown_timeout=10)
     await runner.setup()
     try:

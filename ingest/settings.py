@@ -22,7 +22,6 @@ class IngestSettings(NatsSettings, S3Settings, SigningSettings):
     """Part size of multipart uploads (S3: at least 5 MiB, at most 10,000 parts; raised for huge files)."""
     admin_token: SecretStr | None = None
     admin_user: str = "admin"
-    mlflow_public_url: str = "http://127.0.0.1:5010"
     # The authenticating MLflow proxy (ingest/mlflow_proxy.py): users reach MLflow only through it.
     mlflow_proxy_port: int | None = None
     """The public MLflow port (5010 in docker-compose); None: no proxy."""

@@ -3,7 +3,8 @@
 The bucket event of a manifest is the fast path from upload to job. It can be lost where no
 acknowledgement covers it (an object store restarting before its event log reached disk), so ingest
 notes every submission it issues, and the dispatcher looks in the store for the manifests of those
-still without a job. Keys are `<user>.<submission id>`; the bucket's TTL forgets abandoned ones.
+still without a job. Keys are `<user>.<submission id>` (keys.kv_submission_key); the bucket's TTL forgets
+abandoned ones.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from datetime import datetime, timedelta
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
+from leadersboard.keys import kv_submission_key
 from leadersboard.models.base import utcnow
 from leadersboard.models.records import IssuedSubmission
 from leadersboard.nats_io import kv_keys, kv_read
@@ -32,10 +34,10 @@ class IssuedStore:
             issued_at=now,
             uploads_expire_at=now + timedelta(seconds=uploads_expire_in_s),
         )
-        await self._kv.put(_key(user, submission_id), issued.model_dump_json().encode())
+        await self._kv.put(kv_submission_key(user, submission_id), issued.model_dump_json().encode())
 
     async def forget(self, user: str, submission_id: str) -> None:
-        await self._kv.purge(_key(user, submission_id))
+        await self._kv.purge(kv_submission_key(user, submission_id))
 
     async def older_than(self, age_s: float, *, now: datetime | None = None) -> list[IssuedSubmission]:
         """Issued submissions at least `age_s` old, oldest first."""
@@ -50,7 +52,3 @@ class IssuedStore:
             if issued.issued_at <= cutoff:
                 due.append(issued)
         return sorted(due, key=lambda issued: issued.issued_at)
-
-
-def _key(user: str, submission_id: str) -> str:
-    return f"{user}.{submission_id}"

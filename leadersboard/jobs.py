@@ -1,4 +1,5 @@
-"""Job records in a NATS key-value bucket, keyed `<user>.<submission id>`, updated compare-and-set."""
+"""Job records in a NATS key-value bucket, keyed `<user>.<submission id>` (keys.kv_submission_key), updated
+compare-and-set."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Callable
 from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from leadersboard.keys import kv_submission_key, kv_submissions
 from leadersboard.models.records import JobRecord
 from leadersboard.nats_io import kv_read, kv_values
 
@@ -16,10 +18,6 @@ Mutation = Callable[[JobRecord], JobRecord | None]
 """Takes the current record, returns the new one, or None to leave it as it is."""
 
 
-def job_key(user: str, submission_id: str) -> str:
-    return f"{user}.{submission_id}"
-
-
 class JobStore:
     def __init__(self, kv: KeyValue) -> None:
         self._kv = kv
@@ -27,23 +25,23 @@ class JobStore:
     async def create(self, record: JobRecord) -> bool:
         """Store a new record; False when one already exists (a redelivered event)."""
         try:
-            await self._kv.create(job_key(record.user, record.submission_id), _encode(record))
+            await self._kv.create(kv_submission_key(record.user, record.submission_id), _encode(record))
         except KeyWrongLastSequenceError:
             return False
         return True
 
     async def get(self, user: str, submission_id: str) -> JobRecord | None:
-        found = await self._get(job_key(user, submission_id))
+        found = await self._get(kv_submission_key(user, submission_id))
         return None if found is None else found[0]
 
     async def find(self, submission_id: str) -> JobRecord | None:
         """Any user's record by id (for admins)."""
-        found = await self._watch(f"*.{submission_id}")
+        found = await self._watch(kv_submissions(submission_id=submission_id))
         return found[0] if found else None
 
     async def update(self, user: str, submission_id: str, mutate: Mutation) -> JobRecord | None:
         """Apply `mutate` atomically, retrying on concurrent writes; returns the stored record."""
-        key = job_key(user, submission_id)
+        key = kv_submission_key(user, submission_id)
         while True:
             found = await self._get(key)
             if found is None:
@@ -60,7 +58,7 @@ class JobStore:
 
     async def list_records(self, user: str | None = None) -> list[JobRecord]:
         """All records of `user` (or everyone's), oldest first."""
-        return sorted(await self._watch(f"{user}.*" if user else ">"), key=lambda r: r.submission_id)
+        return sorted(await self._watch(kv_submissions(user=user)), key=lambda r: r.submission_id)
 
     async def _watch(self, pattern: str) -> list[JobRecord]:
         """The current records whose keys match the subject pattern, filtered by the server."""

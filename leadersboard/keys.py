@@ -1,4 +1,5 @@
-"""The storage layout of the one bucket, readable in the MinIO console (see docs/architecture.md)."""
+"""Where a submission lives: the storage layout of the one bucket, readable in the MinIO console (see
+docs/architecture.md), and the keys of its records in the NATS KV buckets of jobs and of issued submissions."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ __all__ = [
     "blob_key",
     "file_key",
     "is_submission_id",
+    "is_user_name",
+    "kv_submission_id",
+    "kv_submission_key",
+    "kv_submissions",
     "manifest_key",
     "new_submission_id",
     "parse_manifest_key",
@@ -25,6 +30,7 @@ __all__ = [
 USER_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 """A user name: it is a path segment in the bucket and a token of NATS KV keys, so it holds no `.`, `/` or `*`."""
 SUBMISSION_ID_PATTERN = r"^[0-9a-z]{8,40}$"
+_USER_NAME = re.compile(USER_NAME_PATTERN)
 _SUBMISSION_ID = re.compile(SUBMISSION_ID_PATTERN)
 _MANIFEST_KEY = re.compile(
     rf"^submissions/(?P<user>{USER_NAME_PATTERN[1:-1]})/(?P<id>{SUBMISSION_ID_PATTERN[1:-1]})/manifest\.json$"
@@ -37,7 +43,26 @@ def new_submission_id() -> str:
 
 
 def is_submission_id(text: str) -> bool:
-    return _SUBMISSION_ID.match(text) is not None
+    return _SUBMISSION_ID.fullmatch(text) is not None  # fullmatch: `$` alone would let a trailing newline in
+
+
+def is_user_name(text: str) -> bool:
+    return _USER_NAME.fullmatch(text) is not None
+
+
+def kv_submission_key(user: str, submission_id: str) -> str:
+    """`<user>.<submission id>`: the key of a submission's job record and of its issued note (NATS KV)."""
+    return f"{user}.{submission_id}"
+
+
+def kv_submissions(*, user: str | None = None, submission_id: str | None = None) -> str:
+    """The subject filter matching the KV keys of `user`'s submissions, of one id whoever owns it, or all."""
+    return kv_submission_key(user or "*", submission_id or "*")
+
+
+def kv_submission_id(key: str) -> str:
+    """The submission id of a KV key made by `kv_submission_key`."""
+    return key.split(".", 1)[-1]
 
 
 def submission_prefix(user: str, submission_id: str) -> str:

@@ -15,6 +15,7 @@ from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from leadersboard.nats_permissions import inbox_prefix
+from leadersboard.service import StartRefused
 from leadersboard.settings import NatsSettings
 
 __all__ = ["NatsCredentialsError", "connect", "ensure_topology", "kv_bucket", "kv_keys", "kv_read"]
@@ -28,8 +29,8 @@ ISSUED_TTL_S = 2 * 24 * 3600
 CONNECT_RETRY_S = 1.0
 
 
-class NatsCredentialsError(RuntimeError):
-    """nats-server refused the user or password (anonymous clients are refused too)."""
+class NatsCredentialsError(StartRefused):
+    """nats-server refused the user or password (anonymous clients are refused too): the service cannot start."""
 
 
 async def connect(

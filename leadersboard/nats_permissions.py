@@ -51,7 +51,7 @@ EVENTS = "events"
 """Publishes bucket events: the SeaweedFS bridge locally, MinIO's notifier in compose."""
 USERS = (ADMIN, INGEST, DISPATCHER, RUNNER, EVENTS)
 
-# The durable consumers' names: DispatcherSettings/RunnerSettings `consumer_name` defaults (tests/test_compose.py).
+# The durable consumers' names: DispatcherSettings/RunnerSettings `consumer_name` defaults (tests/test_compose_nats.py).
 DISPATCHER_CONSUMER = "dispatcher"
 RUNNER_CONSUMER = "runners"
 

@@ -14,7 +14,7 @@ from leadersboard.client import Client
 from leadersboard.models.records import JobRecord
 from tools.stack.up import Stack, StackPorts
 
-__all__ = ["client_for", "mlflow_admin_url", "running_stack", "write_submission"]
+__all__ = ["admin", "client_for", "demo", "mlflow_admin_url", "running_stack", "stack", "write_submission"]
 
 TOY_MAIN = """
 import argparse, json, pathlib
@@ -54,6 +54,31 @@ def running_stack(
 
 def client_for(info: dict[str, Any], token_key: str = "demo_token") -> Client:
     return Client(info["urls"]["ingest"], info[token_key])
+
+
+# The shared fixtures (registered in tests/conftest.py). `stack` is module-scoped: one stack per test module,
+# with the default settings. A module that needs other settings defines its own `stack` (it says which and
+# why); `demo` and `admin` then use that one, since pytest resolves a fixture's arguments from the test's module.
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, dict[str, Any]]]:
+    with running_stack(tmp_path_factory.mktemp("stack")) as started:
+        yield started
+
+
+@pytest.fixture
+def demo(stack: tuple[Stack, dict[str, Any]]) -> Iterator[Client]:
+    """The stack's demo user."""
+    with client_for(stack[1]) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def admin(stack: tuple[Stack, dict[str, Any]]) -> Iterator[Client]:
+    """The stack's bootstrap admin."""
+    with client_for(stack[1], "admin_token") as client:
+        yield client
 
 
 def mlflow_admin_url(info: dict[str, Any], user: str = "admin", token_key: str = "admin_token") -> str:

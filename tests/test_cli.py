@@ -9,13 +9,12 @@ import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.stack_fixtures import running_stack, write_submission
+from tests.stack_fixtures import write_submission
 from tools.stack.up import Stack
 
 pytestmark = pytest.mark.timeout(300)
@@ -26,12 +25,6 @@ WRITE_METRICS = """
 (out / "metrics.json").write_text(json.dumps({"params": {"dataset": "cli-toy"},
                                               "metrics": {"image_AUROC": 0.625, "image_F1Score": 0.5}}))
 """
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, dict[str, Any]]]:
-    with running_stack(tmp_path_factory.mktemp("stack")) as started:
-        yield started
 
 
 @pytest.fixture

@@ -256,6 +256,7 @@ values = pathlib.Path("dataset/values.bin").read_bytes()  # extracted by the run
 """
 
 
+# Not the shared stack (tests/stack_fixtures.py): ingest with small multipart thresholds (THRESHOLDS).
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, dict[str, Any]]]:
     with running_stack(tmp_path_factory.mktemp("stack"), overrides={"ingest": dict(THRESHOLDS)}) as started:

@@ -29,7 +29,8 @@ from leadersboard.models.submission import FileSpec, Manifest
 from leadersboard.s3 import S3Client, make_client
 from leadersboard.settings import NatsSettings, S3Settings
 from leadersboard.signing import sign_manifest
-from tests.test_dispatcher import GOOD, make_dispatcher, minio_event
+from tests.reference import minio_event
+from tests.test_dispatcher import GOOD, make_dispatcher
 
 SECRET = SecretStr("test-signing-secret")
 WAIT_S = 60.0

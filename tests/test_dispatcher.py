@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
-from urllib.parse import quote_plus
 
 import pytest
 from nats.aio.client import Client as NATS
@@ -22,7 +20,7 @@ from leadersboard.models.submission import FileSpec, Manifest
 from leadersboard.s3 import S3Client
 from leadersboard.settings import NatsSettings, S3Settings
 from leadersboard.signing import sign_manifest
-from tests.reference import MINIO_EVENT_SAMPLE
+from tests.reference import minio_event
 
 
 async def make_dispatcher(settings: DispatcherSettings, js: JetStreamContext) -> Dispatcher:
@@ -38,18 +36,6 @@ async def dispatcher(nc: NATS, nats_settings: NatsSettings, s3_settings: S3Setti
     view = await dispatcher.start_view()
     yield dispatcher
     view.cancel()
-
-
-def minio_event(bucket: str, key: str, name: str = "s3:ObjectCreated:Put") -> bytes:
-    """The real MinIO sample, pointed at `key`."""
-    event = json.loads(MINIO_EVENT_SAMPLE.read_text())
-    event["EventName"] = name
-    event["Key"] = f"{bucket}/{key}"
-    record = event["Records"][0]
-    record["eventName"] = name
-    record["s3"]["bucket"]["name"] = bucket
-    record["s3"]["object"]["key"] = quote_plus(key, safe="")
-    return json.dumps(event).encode()
 
 
 def upload(s3: S3Client, bucket: str, user: str, files: dict[str, bytes], *, declared: dict[str, int] | None = None,

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from mlflow.tracking import MlflowClient
 from leadersboard.client import ApiError, Client
 from leadersboard.models.records import JobStatus
 from leadersboard.s3 import make_client
-from tests.stack_fixtures import client_for, mlflow_admin_url, running_stack, write_submission
+from tests.stack_fixtures import client_for, mlflow_admin_url, write_submission
 from tools.stack.up import Stack
 
 WRITE_METRICS = """
@@ -25,18 +24,6 @@ WRITE_METRICS = """
                                               "metrics": {"image_AUROC": 0.75, "image_F1Score": 0.5}}))
 (out / "extra.txt").write_text("an output file")
 """
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, dict[str, Any]]]:
-    with running_stack(tmp_path_factory.mktemp("stack")) as started:
-        yield started
-
-
-@pytest.fixture
-def demo(stack: tuple[Stack, dict[str, Any]]) -> Iterator[Client]:
-    with client_for(stack[1]) as client:
-        yield client
 
 
 def test_completed_job_has_metrics_results_log_and_mlflow_run(

@@ -32,8 +32,9 @@ from leadersboard.models.records import JobStatus
 from leadersboard.models.submission import MAX_FILES
 from leadersboard.tokens import new_token
 from tests.api_fixtures import ADMIN_TOKEN, Api, bearer, ingest_process
-from tests.stack_fixtures import client_for, running_stack, write_submission
+from tests.stack_fixtures import client_for, write_submission
 from tools.stack.services import Seaweed
+from tools.stack.up import Stack
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -339,23 +340,17 @@ def test_the_real_process_answers_404_405_413_and_depth_in_the_error_body(ingest
 # --- the whole local stack: the attacks are refused, and a normal job completes ------------------------------
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    with running_stack(tmp_path_factory.mktemp("edge-stack")) as (_, info):
-        yield info
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
 @pytest.mark.timeout(600)
 def test_the_stack_refuses_a_huge_dataset_and_an_mlflow_refused_key_then_completes_a_job(
-    stack: dict[str, Any], tmp_path: Path
+    stack: tuple[Stack, dict[str, Any]], tmp_path: Path
 ) -> None:
     submission = write_submission(
         tmp_path / "normal",
         '(out / "metrics.json").write_text(json.dumps({"params": {}, "metrics": {"image_AUROC": 0.5}}))\n',
     )
-    with client_for(stack) as client:
+    with client_for(stack[1]) as client:
         attacks: list[tuple[dict[str, Any], str]] = [
             ({"dataset": HUGE_DATASET}, "metadata.dataset:"),
             ({"x<y": 1}, "metadata.x<y:"),

@@ -9,7 +9,6 @@ The dataset is the synthetic VisA-layout pcb1.zip of examples/padim (64x64 image
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from examples.padim.make_dataset import make_dataset_zip
 from leadersboard.client import Client
 from leadersboard.models.records import JobStatus
 from tests.reference import USER_GUIDE
-from tests.stack_fixtures import client_for, mlflow_admin_url, running_stack
+from tests.stack_fixtures import mlflow_admin_url
 from tools.stack.up import Stack
 
 pytestmark = [
@@ -31,18 +30,6 @@ pytestmark = [
 SAMPLE = Path(__file__).parent / "fixtures" / "guide_sample"
 BACKBONE = "    backbone: resnet18\n"
 CPU_WARNING = "[leadersboard] warning: accelerator: gpu was requested but no CUDA GPU is available; running on the CPU"
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, dict[str, Any]]]:
-    with running_stack(tmp_path_factory.mktemp("guide")) as started:
-        yield started
-
-
-@pytest.fixture
-def demo(stack: tuple[Stack, dict[str, Any]]) -> Iterator[Client]:
-    with client_for(stack[1]) as client:
-        yield client
 
 
 def guide_submission(root: Path, *, pre_trained: bool | None) -> Path:

@@ -49,16 +49,11 @@ ALLOWED_ENV = {
 }  # fmt: skip
 
 
+# Not the shared stack (tests/stack_fixtures.py): runners with this module's tight job limits (RUNNER).
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, dict[str, Any]]]:
     with running_stack(tmp_path_factory.mktemp("hostile"), overrides={"runner": RUNNER}) as started:
         yield started
-
-
-@pytest.fixture
-def demo(stack: tuple[Stack, dict[str, Any]]) -> Iterator[Client]:
-    with client_for(stack[1]) as client:
-        yield client
 
 
 def run(demo: Client, submission: Path, timeout_s: float = 120) -> tuple[JobRecord, str]:

@@ -9,13 +9,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import httpx
 import pytest
 from aiohttp import web
-from botocore.exceptions import ClientError
 
 from leadersboard import keys
 from leadersboard.jobs import JobStore
 from leadersboard.models.base import utcnow
 from leadersboard.models.records import JobRecord, JobStatus
-from leadersboard.s3 import S3Client, make_client
+from leadersboard.s3 import S3Client, head, make_client
 from leadersboard.settings import S3Settings
 from leadersboard.tokens import TokenStore, new_token
 from tests.api_fixtures import ADMIN_TOKEN, MAX_FILE_BYTES, Api, bearer
@@ -49,12 +48,7 @@ def job(user: str, **fields: Any) -> JobRecord:
 
 
 def exists(s3: S3Client, bucket: str, key: str) -> bool:
-    try:
-        s3.head_object(Bucket=bucket, Key=key)
-    except ClientError as exc:
-        assert exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound")
-        return False
-    return True
+    return head(s3, bucket, key) is not None  # any other error than "not found" is raised
 
 
 # --- health and the OpenAPI document -------------------------------------------------------------------------

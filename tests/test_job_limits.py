@@ -15,7 +15,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from leadersboard.client import Client
 from leadersboard.models.base import utcnow
 from leadersboard.models.records import JobRecord, JobStatus
 from tests.sandbox_fixtures import runner_settings
-from tests.stack_fixtures import client_for, running_stack, write_submission
+from tests.stack_fixtures import client_for, write_submission
 from tools.stack.up import Stack
 
 pytestmark = [
@@ -167,12 +166,6 @@ def test_a_job_within_its_limits_completes(data_root: Path) -> None:
 # Through the whole local stack: `leadersboard admin quota set --user ... --disk-gib --memory-gib`.
 
 CLI = str(Path(sys.executable).parent / "leadersboard")
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, dict[str, Any]]]:
-    with running_stack(tmp_path_factory.mktemp("stack")) as started:
-        yield started
 
 
 def admin(info: dict[str, Any], home: Path, *args: str) -> str:

@@ -12,7 +12,7 @@ from leadersboard import keys
 from leadersboard.keys import ManifestKey, new_submission_id, parse_manifest_key
 from leadersboard.models.api import CreateSubmissionRequest
 from leadersboard.models.metrics import MetricsFile
-from leadersboard.models.submission import Manifest
+from leadersboard.models.submission import DeclaredFile, Manifest, entrypoint_problem, missing_declared
 
 
 def _request(*paths: str, **extra: Any) -> dict[str, Any]:
@@ -57,6 +57,17 @@ def test_missing_declared_files() -> None:
     assert custom.missing_declared_files() == ["train.py"]
     neither = CreateSubmissionRequest.model_validate(_request("data.zip"))
     assert neither.missing_declared_files() == ["main.py", "config.yaml"]
+
+
+def test_the_entrypoint_and_config_must_be_among_the_files_and_the_entrypoint_python() -> None:
+    assert missing_declared("main.py", "config.yaml", {"config.yaml", "main.py", "data.zip"}) == []
+    assert missing_declared("train.py", "c.yaml", {"main.py": 1}) == [
+        DeclaredFile("entrypoint", "train.py"),
+        DeclaredFile("config", "c.yaml"),
+    ]
+    assert missing_declared("main.py", "c.yaml", ["main.py"]) == [DeclaredFile("config", "c.yaml")]
+    assert entrypoint_problem("src/main.py") is None
+    assert entrypoint_problem("run.sh") == "the entrypoint 'run.sh' is not a Python file (.py)"
 
 
 def test_metrics_accept_ints_and_floats() -> None:

@@ -46,7 +46,7 @@ from leadersboard.nats_permissions import (
 from leadersboard.quotas import QuotaStore
 from leadersboard.settings import NatsSettings, settings_env
 from leadersboard.tokens import TokenStore, hash_token
-from tests.stack_fixtures import client_for, running_stack, write_submission
+from tests.stack_fixtures import client_for, write_submission
 from tools.stack.procs import free_port
 from tools.stack.services import NatsServer, start_nats
 from tools.stack.up import Secrets, Stack
@@ -351,12 +351,6 @@ def test_a_data_dir_from_before_gets_nats_passwords_once(tmp_path: Path) -> None
     assert (first.admin_token, first.manifest_secret) == ("c", "e")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert Secrets.load_or_create(path).nats_passwords == first.nats_passwords
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, dict[str, Any]]]:
-    with running_stack(tmp_path_factory.mktemp("stack")) as started:
-        yield started
 
 
 async def test_the_stacks_nats_refuses_anonymous_clients(stack: tuple[Stack, dict[str, Any]]) -> None:

@@ -34,7 +34,7 @@ from leadersboard.jobs import JobStore
 from leadersboard.limits import MAX_PARAM_VALUE_CHARS, MLFLOW_NAME_RULE
 from leadersboard.limits import MAX_RECORD_BYTES as MAX_RECORD_BYTES_DEFAULT
 from leadersboard.models.records import JobRecord, JobStatus
-from tests.stack_fixtures import client_for, mlflow_admin_url, running_stack, write_submission
+from tests.stack_fixtures import mlflow_admin_url, running_stack, write_submission
 from tools.stack.services import NatsServer
 from tools.stack.up import Stack
 
@@ -54,16 +54,11 @@ RUNNER = {
 RAN = "MAIN.PY RAN"
 
 
+# Not the shared stack (tests/stack_fixtures.py): runners with no MLflow retries and quick hand-backs (RUNNER).
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, dict[str, Any]]]:
     with running_stack(tmp_path_factory.mktemp("poison"), overrides={"runner": RUNNER}) as started:
         yield started
-
-
-@pytest.fixture
-def demo(stack: tuple[Stack, dict[str, Any]]) -> Iterator[Client]:
-    with client_for(stack[1]) as client:
-        yield client
 
 
 def writes_metrics(metrics: dict[str, Any], params: dict[str, Any] | None = None) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -25,11 +25,12 @@ from leadersboard.models.base import utcnow
 from leadersboard.models.records import JobRecord, JobStatus
 from leadersboard.settings import NatsSettings, S3Settings
 from leadersboard.tokens import TokenStore, UserDisabledError
-from tests.stack_fixtures import client_for, running_stack, write_submission
+from tests.reference import minio_event
+from tests.stack_fixtures import client_for, write_submission
 from tests.test_cli import as_json, ok
 from tests.test_cli import run as run_cli
 from tests.test_dead_letter import dispatcher_settings, put_submission
-from tests.test_dispatcher import make_dispatcher, minio_event, queued_jobs
+from tests.test_dispatcher import make_dispatcher, queued_jobs
 from tools.stack.up import Stack
 
 QUICK = '(out / "metrics.json").write_text(json.dumps({"params": {}, "metrics": {"score": 1.0}}))\n'
@@ -130,18 +131,6 @@ async def test_a_token_is_found_by_its_id_or_the_start_of_it(nc: NATS) -> None:
 
 
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, dict[str, Any]]]:
-    with running_stack(tmp_path_factory.mktemp("revocation")) as started:
-        yield started
-
-
-@pytest.fixture(scope="module")
-def admin(stack: tuple[Stack, dict[str, Any]]) -> Iterator[Client]:
-    with client_for(stack[1], "admin_token") as client:
-        yield client
 
 
 def user_client(info: dict[str, Any], admin: Client, user: str) -> tuple[Client, str]:

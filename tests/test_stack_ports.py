@@ -52,6 +52,7 @@ Probe = Callable[[Stack, int], list[str]]
 """Anonymous requests to a port; returns what it let through (empty: refused as it must be)."""
 
 
+# Not the shared stack (tests/stack_fixtures.py): this one runs the frontend too, whose port is checked here.
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, dict[str, Any]]]:
     with running_stack(tmp_path_factory.mktemp("ports"), with_frontend=True) as started:

@@ -17,7 +17,7 @@ from leadersboard.limits import (
 )
 from leadersboard.metadata import check_metadata
 from leadersboard.models.base import StrictModel
-from leadersboard.models.submission import MAX_FILES, SAFE_PATH, FileSpec, check_relative_path
+from leadersboard.models.submission import MAX_FILES, SAFE_PATH, FileSpec, check_relative_path, missing_declared
 
 __all__ = [
     "CreateSubmissionRequest",
@@ -83,7 +83,7 @@ class CreateSubmissionRequest(StrictModel):
 
     def missing_declared_files(self) -> list[str]:
         paths = {spec.path for spec in self.files}
-        return [name for name in (self.entrypoint, self.config) if name not in paths]
+        return [file.name for file in missing_declared(self.entrypoint, self.config, paths)]
 
 
 class PresignedRequest(StrictModel):

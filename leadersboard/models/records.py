@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, computed_field, model_validator
 
 from leadersboard.keys import USER_NAME_PATTERN
 from leadersboard.models.base import StrictModel, utcnow
@@ -73,6 +73,15 @@ class JobRecord(StrictModel):
     hand_backs: int = 0
     """How many times a runner gave the job back to the queue (platform outage, shutdown); never reset."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _derived_fields_are_recomputed(cls, data: Any) -> Any:
+        # The API shows `duration_s` beside the stored fields; read back, it is derived again, never trusted.
+        if isinstance(data, dict) and "duration_s" in data:
+            return {key: value for key, value in data.items() if key != "duration_s"}
+        return data
+
+    @computed_field  # type: ignore[prop-decorator]  # pydantic's documented form
     @property
     def duration_s(self) -> float | None:
         if self.started_at is None or self.finished_at is None:

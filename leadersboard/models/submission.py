@@ -6,8 +6,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer, model_validator
 
@@ -15,7 +16,17 @@ from leadersboard import keys
 from leadersboard.keys import SUBMISSION_ID_PATTERN, USER_NAME_PATTERN
 from leadersboard.models.base import StrictModel
 
-__all__ = ["MAX_FILES", "MAX_OBJECT_BYTES", "SAFE_PATH", "FileSpec", "Manifest", "check_relative_path"]
+__all__ = [
+    "MAX_FILES",
+    "MAX_OBJECT_BYTES",
+    "SAFE_PATH",
+    "DeclaredFile",
+    "FileSpec",
+    "Manifest",
+    "check_relative_path",
+    "entrypoint_problem",
+    "missing_declared",
+]
 
 SAFE_PATH = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._ +\-/]{0,255}$")
 MAX_FILES = 200
@@ -31,6 +42,25 @@ def check_relative_path(path: str) -> str:
     if any(part in ("", ".", "..") for part in parts):
         raise ValueError("must not contain empty, '.' or '..' parts")
     return path
+
+
+class DeclaredFile(NamedTuple):
+    role: Literal["entrypoint", "config"]
+    name: str
+
+
+def missing_declared(entrypoint: str, config: str, paths: Collection[str]) -> list[DeclaredFile]:
+    """The entrypoint and the config (in that order) that are not among the submission's `paths`.
+
+    A job runs `python <entrypoint> --config <config>` in a directory holding exactly the submitted files.
+    """
+    declared = (DeclaredFile("entrypoint", entrypoint), DeclaredFile("config", config))
+    return [file for file in declared if file.name not in paths]
+
+
+def entrypoint_problem(entrypoint: str) -> str | None:
+    """Why `entrypoint` cannot be run with python (None: it can)."""
+    return None if entrypoint.endswith(".py") else f"the entrypoint {entrypoint!r} is not a Python file (.py)"
 
 
 class FileSpec(StrictModel):

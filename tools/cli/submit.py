@@ -19,6 +19,7 @@ from rich.progress import (
 
 from leadersboard.client import Client, UploadStats, collect_files
 from leadersboard.models.api import CreateSubmissionResponse, PresentFile
+from leadersboard.models.submission import missing_declared
 from tools.cli.config import client_for
 from tools.cli.output import err, human_bytes, print_json, report, write
 
@@ -43,7 +44,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 def cmd_submit(args: argparse.Namespace) -> int:
     metadata = parse_metadata(args.metadata)
     files = collect_files(args.paths)
-    missing = [name for name in (args.entrypoint, args.config) if name not in files]
+    missing = [file.name for file in missing_declared(args.entrypoint, args.config, files)]
     if missing:
         err.print(f"[red]error[/red]: {', '.join(missing)} not among the files ({', '.join(sorted(files)) or 'none'})")
         return 2

@@ -219,7 +219,7 @@ class Stack:
         )
         self._spawn("bridge", "tools.bridge", bridge)
         ingest = IngestSettings(
-            **common, **nats(nats_permissions.INGEST), **signing, port=p.ingest, mlflow_public_url=urls["mlflow"],
+            **common, **nats(nats_permissions.INGEST), **signing, port=p.ingest,
             **self._mlflow_proxy(), **self.overrides.get("ingest", {}),
         )  # fmt: skip
         self._spawn("ingest", "ingest", ingest, ready=http_ready(f"{urls['api']}/health"))

@@ -14,7 +14,7 @@ import pytest
 from leadersboard import nats_io
 from leadersboard.client import ApiError, Client
 from leadersboard.models.records import JobRecord, JobStatus
-from tests.stack_fixtures import client_for, max_overlap, running_stack, write_submission
+from tests.stack_fixtures import max_overlap, running_stack, write_submission
 from tools.stack.up import Stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -26,6 +26,8 @@ time.sleep({seconds})
 """
 
 
+# Not the shared stack (tests/stack_fixtures.py): three runners, and short heartbeat, recovery and
+# runner-lost times so that losing a runner or the dispatcher shows within a test.
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, dict[str, Any]]]:
     overrides = {
@@ -34,12 +36,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, dic
     }
     with running_stack(tmp_path_factory.mktemp("sched"), runners=3, overrides=overrides) as started:
         yield started
-
-
-@pytest.fixture(scope="module")
-def admin(stack: tuple[Stack, dict[str, Any]]) -> Iterator[Client]:
-    with client_for(stack[1], "admin_token") as client:
-        yield client
 
 
 def user(stack: tuple[Stack, dict[str, Any]], admin: Client, name: str, *, concurrent: int) -> Client:

@@ -1,0 +1,81 @@
+"""Extracting a benchmark zip an admin registers: regular files and directories only, every one inside the
+destination, within bounded size and member count.
+
+The checks mirror gpu_runner/workspace.py's `extract_zip` (for a job's dataset zips), plus a member count:
+a benchmark source is read file by file afterwards, so millions of tiny entries are refused up front.
+"""
+
+from __future__ import annotations
+
+import shutil
+import stat
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+__all__ = ["DEFAULT_LIMITS", "BadArchive", "ZipLimits", "extract_zip"]
+
+COPY_CHUNK_BYTES = 1024**2
+
+
+class BadArchive(ValueError):
+    """A zip that is unsafe (would write outside its directory, holds a link, is too large) or unreadable;
+    the message says which entry and why."""
+
+
+@dataclass(frozen=True)
+class ZipLimits:
+    max_total_bytes: int = 64 * 1024**3
+    """Uncompressed bytes in all (MVTec AD is about 5 GB, VisA about 2 GB)."""
+    max_members: int = 500_000
+    """Entries, files and directories (VisA has about 22,000)."""
+    max_ratio: float = 200.0
+    """Uncompressed over compressed size: images barely compress, so a higher ratio is a zip bomb."""
+
+
+DEFAULT_LIMITS = ZipLimits()
+
+
+def extract_zip(archive: Path, destination: Path, limits: ZipLimits = DEFAULT_LIMITS) -> None:
+    """Extract `archive` into `destination` (created if missing), or raise BadArchive before writing
+    anything when an entry is a link, absolute, climbs out with `..`, or the limits are exceeded."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            members = zf.infolist()
+            _check_limits(archive, members, limits)
+            root = destination.resolve()
+            targets = [(member, _safe_target(root, member)) for member in members]
+            for member, target in targets:
+                if member.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(member) as source, target.open("wb") as sink:
+                    shutil.copyfileobj(source, sink, COPY_CHUNK_BYTES)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+        raise BadArchive(f"{archive.name} is not a readable zip: {exc}") from exc
+
+
+def _check_limits(archive: Path, members: list[zipfile.ZipInfo], limits: ZipLimits) -> None:
+    if len(members) > limits.max_members:
+        raise BadArchive(f"{archive.name} has {len(members)} entries; the limit is {limits.max_members}")
+    total = sum(m.file_size for m in members)
+    packed = max(1, sum(m.compress_size for m in members))
+    if total > limits.max_total_bytes or total / packed > limits.max_ratio:
+        raise BadArchive(
+            f"{archive.name} would expand to {total} bytes ({total / packed:.0f}x its size); "
+            f"the limits are {limits.max_total_bytes} bytes and {limits.max_ratio:g}x"
+        )
+
+
+def _safe_target(root: Path, member: zipfile.ZipInfo) -> Path:
+    name = PurePosixPath(member.filename)
+    if stat.S_ISLNK(member.external_attr >> 16):
+        raise BadArchive(f"zip entry {member.filename!r} is a symbolic link; links are not allowed")
+    if name.is_absolute() or "\\" in member.filename or ".." in name.parts:
+        raise BadArchive(f"zip entry {member.filename!r} has an absolute path or '..': it would land outside")
+    target = (root / name).resolve()
+    if not target.is_relative_to(root):
+        raise BadArchive(f"zip entry {member.filename!r} would land outside the extraction directory")
+    return target

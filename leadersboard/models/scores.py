@@ -1,0 +1,60 @@
+"""The platform's own scores of a job's predictions on an official benchmark (leadersboard/scoring).
+
+JSON shape (the job record's `scores`), the metrics at the top level and per category:
+
+    {"image_AUROC": {"value": .., "ci_low": .., "ci_high": ..}, "image_F1Max": {..},
+     "pixel_AUROC": {..}, "pixel_AUPRO": {..},
+     "per_category": {"<category>": {"image_AUROC": {..}, ...}},
+     "scorer_version": "1", "resamples": 2000, "seed": 13}
+
+The pixel metrics are absent (not null) when they were not computed: no anomaly maps, or a category
+registered without masks. Explicit fields, plus a serializer that leaves the absent ones out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, SerializationInfo, SerializerFunctionWrapHandler, model_serializer
+
+from leadersboard.models.base import StrictModel
+
+__all__ = ["PIXEL_METRICS", "Interval", "MetricSet", "Scores"]
+
+PIXEL_METRICS = ("pixel_AUROC", "pixel_AUPRO")
+"""The metrics computed only from anomaly maps: left out of the JSON when not computed."""
+
+
+class Interval(StrictModel):
+    """A metric's point value and its stratified bootstrap 95% interval."""
+
+    value: float
+    ci_low: float
+    ci_high: float
+
+
+class MetricSet(StrictModel):
+    """The metrics of one category, or their average over categories."""
+
+    image_AUROC: Interval
+    image_F1Max: Interval
+    pixel_AUROC: Interval | None = None
+    pixel_AUPRO: Interval | None = None
+
+    @model_serializer(mode="wrap")
+    def _absent_pixel_metrics(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
+        data = handler(self)
+        for name in PIXEL_METRICS:
+            if data.get(name, 0) is None:
+                del data[name]
+        return data
+
+
+class Scores(MetricSet):
+    """Everything the scorer says about one job: averaged metrics at the top, then per category, then how
+    the intervals were made (so a paired comparison can recreate the same resamples)."""
+
+    per_category: dict[str, MetricSet]
+    scorer_version: str
+    resamples: int = Field(gt=0)
+    seed: int
