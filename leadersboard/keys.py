@@ -9,13 +9,18 @@ import time
 from dataclasses import dataclass
 
 __all__ = [
+    "BENCHMARK_NAME_PATTERN",
     "SUBMISSION_ID_PATTERN",
     "USER_NAME_PATTERN",
     "ManifestKey",
+    "benchmark_public_key",
+    "benchmark_reference_key",
     "blob_key",
     "file_key",
+    "is_benchmark_name",
     "is_submission_id",
     "is_user_name",
+    "kv_benchmark_key",
     "kv_submission_id",
     "kv_submission_key",
     "kv_submissions",
@@ -24,6 +29,7 @@ __all__ = [
     "parse_manifest_key",
     "result_key",
     "results_prefix",
+    "scores_key",
     "submission_prefix",
 ]
 
@@ -102,3 +108,32 @@ def parse_manifest_key(key: str) -> ManifestKey | None:
     if match is None:
         return None
     return ManifestKey(user=match["user"], submission_id=match["id"])
+
+
+BENCHMARK_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+"""A benchmark's name: a path segment in both buckets, a KV key token and (prefixed) an MLflow experiment name."""
+
+
+def is_benchmark_name(text: str) -> bool:
+    return re.fullmatch(BENCHMARK_NAME_PATTERN[1:-1], text) is not None
+
+
+def benchmark_public_key(name: str, version: int) -> str:
+    """The public part of one benchmark version (main bucket): what jobs see, mounted at `benchmark/`."""
+    return f"benchmarks/{name}/v{version}/public.zip"
+
+
+def benchmark_reference_key(name: str, version: int) -> str:
+    """The reference part (labels and masks) of one benchmark version, in the REFERENCE bucket, which no runner
+    credential can read."""
+    return f"{name}/v{version}/reference.zip"
+
+
+def kv_benchmark_key(name: str, version: int) -> str:
+    """The catalogue record of one benchmark version in the benchmarks KV bucket."""
+    return f"{name}.v{version}"
+
+
+def scores_key(user: str, submission_id: str) -> str:
+    """The platform's scores of a benchmark job, with the bootstrap replicates for paired comparisons."""
+    return result_key(user, submission_id, "scores.json")

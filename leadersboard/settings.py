@@ -28,6 +28,9 @@ class NatsSettings(BaseSettings):
     tokens_kv_bucket: str = "lb_tokens"
     quotas_kv_bucket: str = "lb_quotas"
     issued_kv_bucket: str = "lb_issued"
+    benchmarks_kv_bucket: str = "lb_benchmarks"
+    scoring_stream: str = "LB_SCORING"
+    scoring_subject: str = "leadersboard.scoring.run"
     nats_replicas: int = 1
 
 
@@ -38,6 +41,8 @@ class S3Settings(BaseSettings):
     s3_secret_key: SecretStr = SecretStr("")
     s3_region: str = "us-east-1"
     bucket: str = "leadersboard"
+    reference_bucket: str = "leadersboard-reference"
+    """Benchmarks' labels and masks: only the scorer reads it (and ingest presigns an admin's upload into it)."""
 
 
 class SigningSettings(BaseSettings):

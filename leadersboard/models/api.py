@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, field_validator
 
+from leadersboard.keys import BENCHMARK_NAME_PATTERN
 from leadersboard.limits import (
     MAX_DATASET_CHARS,
     MAX_METADATA_BYTES,
@@ -59,6 +60,13 @@ class CreateSubmissionRequest(StrictModel):
         json_schema_extra=_METADATA_SCHEMA,
     )
     files: list[FileSpec] = Field(min_length=1, max_length=MAX_FILES)
+    benchmark: str | None = Field(
+        default=None,
+        pattern=BENCHMARK_NAME_PATTERN,
+        description="An official benchmark (`GET /api/v1/benchmarks`): its latest version's public part is mounted "
+        "read-only at `benchmark/` and the platform scores `<output>/predictions/` against labels the job never "
+        "sees. Omitted: the guide's path, with self-reported metrics.",
+    )
 
     @field_validator("entrypoint", "config")
     @classmethod

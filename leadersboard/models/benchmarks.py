@@ -97,3 +97,28 @@ class BenchmarkInfo(StrictModel):
     public_sha256: str
     """`tree_sha256` of the public part (leadersboard/benchmarks/split.py)."""
     reference_sha256: str
+
+
+class StoredPart(StrictModel):
+    """One part of a benchmark version as stored: a zip, checked against its sha256 by whoever fetches it."""
+
+    key: str
+    size: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class BenchmarkRecord(StrictModel):
+    """A benchmark version in the catalogue (the benchmarks KV bucket, key `<name>.v<version>`).
+
+    `uploading` until the admin's client has put both parts in the store; only `ready` versions are listed and
+    accepted by submissions.
+    """
+
+    version: Literal[1] = 1
+    info: BenchmarkInfo
+    status: Literal["uploading", "ready"] = "uploading"
+    public: StoredPart
+    """`benchmarks/<name>/v<version>/public.zip` in the main bucket."""
+    reference: StoredPart
+    """`<name>/v<version>/reference.zip` in the reference bucket."""
+    created_by: str

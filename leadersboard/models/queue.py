@@ -7,7 +7,7 @@ from typing import Literal
 
 from leadersboard.models.base import StrictModel
 
-__all__ = ["JobMessage"]
+__all__ = ["JobMessage", "ScoreRequest"]
 
 
 class JobMessage(StrictModel):
@@ -24,3 +24,20 @@ class JobMessage(StrictModel):
     """The owner's per-job disk limit at release (None: the runner's default)."""
     memory_gib: float | None = None
     """The owner's per-job memory limit at release (None: the runner's default)."""
+
+
+class ScoreRequest(StrictModel):
+    """One job's predictions to score against its benchmark's reference, on the scoring work queue.
+
+    Published by the runner when a benchmark job's run ended well, and by ingest for each job of an admin's
+    `benchmark rescore`. Only the scorer consumes it.
+    """
+
+    version: Literal[1] = 1
+    user: str
+    submission_id: str
+    benchmark: str
+    benchmark_version: int
+    requested_at: datetime
+    rescore: bool = False
+    """A re-scoring of a finished job: its status stays as it is, only its scores change."""

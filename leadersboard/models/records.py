@@ -11,6 +11,7 @@ from pydantic import Field, computed_field, model_validator
 
 from leadersboard.keys import USER_NAME_PATTERN
 from leadersboard.models.base import StrictModel, utcnow
+from leadersboard.models.scores import Scores
 from leadersboard.models.submission import FileSpec
 
 __all__ = [
@@ -72,6 +73,13 @@ class JobRecord(StrictModel):
     """The owner's memory limit for the job's whole process tree (None: the runner's default)."""
     hand_backs: int = 0
     """How many times a runner gave the job back to the queue (platform outage, shutdown); never reset."""
+    benchmark: str | None = None
+    """The official benchmark the job is scored on (None: the guide's self-reported path)."""
+    benchmark_version: int | None = None
+    scoring_requested_at: datetime | None = None
+    """When the run ended well and its predictions went to the scorer; the job stays `running` until scored."""
+    scores: Scores | None = None
+    """The platform's own scores of the job's predictions (benchmark jobs), with 95% intervals."""
 
     @model_validator(mode="before")
     @classmethod

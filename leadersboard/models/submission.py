@@ -13,7 +13,7 @@ from typing import Any, Literal, NamedTuple
 from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer, model_validator
 
 from leadersboard import keys
-from leadersboard.keys import SUBMISSION_ID_PATTERN, USER_NAME_PATTERN
+from leadersboard.keys import BENCHMARK_NAME_PATTERN, SUBMISSION_ID_PATTERN, USER_NAME_PATTERN
 from leadersboard.models.base import StrictModel
 
 __all__ = [
@@ -121,14 +121,18 @@ class Manifest(StrictModel):
     token_id: str | None = Field(
         default=None, description="The id of the token that created the submission: a revoked one stops it."
     )
+    benchmark: str | None = Field(default=None, pattern=BENCHMARK_NAME_PATTERN)
+    benchmark_version: int | None = Field(default=None, ge=1)
+    """The benchmark version ingest resolved at create time: the job is scored against that one."""
     signature: str | None = Field(
         default=None, description="HMAC-SHA256 by ingest over the other fields: edits are detected."
     )
 
     @model_serializer(mode="wrap")
     def _without_missing_token(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # Manifests written before `token_id` existed serialize as they did: their signatures stay valid.
+        # Manifests written before these optional fields existed serialize as they did: their signatures stay valid.
         data: dict[str, Any] = handler(self)
-        if self.token_id is None:
-            data.pop("token_id", None)
+        for optional in ("token_id", "benchmark", "benchmark_version"):
+            if data.get(optional) is None:
+                data.pop(optional, None)
         return data
