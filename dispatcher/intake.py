@@ -219,4 +219,6 @@ def _pending(manifest: Manifest) -> JobRecord:
         files=manifest.files,
         dataset=str(dataset) if dataset else None,
         created_at=manifest.created_at,
+        benchmark=manifest.benchmark,
+        benchmark_version=manifest.benchmark_version,
     )

@@ -1,8 +1,10 @@
-"""Releasing pending jobs to the work queue under the quotas, and failing jobs whose runner vanished."""
+"""Releasing pending jobs to the work queue under the quotas, and failing jobs whose runner vanished or whose
+scoring never finished."""
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from nats.js import JetStreamContext
 
@@ -10,7 +12,7 @@ from dispatcher.scheduler import is_waiting, plan_releases
 from dispatcher.settings import DispatcherSettings
 from dispatcher.view import JobView
 from leadersboard.jobs import JobStore
-from leadersboard.liveness import fail_silent_runner, runner_silent
+from leadersboard.liveness import fail_scoring_overdue, fail_silent_runner, runner_silent, scoring_overdue
 from leadersboard.models.base import utcnow
 from leadersboard.models.queue import JobMessage
 from leadersboard.models.records import JobRecord, JobStatus, Quota
@@ -118,18 +120,30 @@ class Releaser:
         return True
 
     async def fail_lost(self) -> int:
-        """Fail running jobs whose runner has been silent too long (leadersboard/liveness.py): a job never
-        stays `running`."""
-        after_s = self.settings.runner_lost_after_s
+        """Fail running jobs whose runner has been silent too long, or whose scoring has taken too long
+        (leadersboard/liveness.py): a job never stays `running`."""
         now = utcnow()
-        lost = [r for r in self.view.records.values() if runner_silent(r, now=now, after_s=after_s)]
+        lost = [r for r in self.view.records.values() if self._lost(r, now)]
 
         def give_up(current: JobRecord) -> JobRecord | None:
-            now = utcnow()  # judged again on the stored record: a heartbeat may have come meanwhile
-            if not runner_silent(current, now=now, after_s=after_s):
-                return None
-            return fail_silent_runner(current, now=now, after_s=after_s)
+            # Judged again on the stored record: a heartbeat or the scores may have come meanwhile.
+            return self._verdict(current, utcnow())
 
         for record in lost:
             await self.jobs.update(record.user, record.submission_id, give_up)
         return len(lost)
+
+    def _lost(self, record: JobRecord, now: datetime) -> bool:
+        s = self.settings
+        return runner_silent(record, now=now, after_s=s.runner_lost_after_s) or scoring_overdue(
+            record, now=now, after_s=s.scoring_timeout_s
+        )
+
+    def _verdict(self, record: JobRecord, now: datetime) -> JobRecord | None:
+        """`record` failed in place if it is lost, else None (left as it is)."""
+        s = self.settings
+        if runner_silent(record, now=now, after_s=s.runner_lost_after_s):
+            return fail_silent_runner(record, now=now, after_s=s.runner_lost_after_s)
+        if scoring_overdue(record, now=now, after_s=s.scoring_timeout_s):
+            return fail_scoring_overdue(record, now=now, after_s=s.scoring_timeout_s)
+        return None

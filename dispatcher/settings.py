@@ -22,6 +22,9 @@ class DispatcherSettings(NatsSettings, S3Settings, SigningSettings):
     """Released jobs that may wait in the work queue at once; more is faster to start, less is fairer."""
     runner_lost_after_s: float = 300.0
     """A running job whose runner has not heartbeaten for this long is failed with `runner lost`."""
+    scoring_timeout_s: float = Field(default=3600.0, gt=0)
+    """A benchmark job still waiting for its scores this long after its run ended is failed (the scorer is
+    down or stuck): `scoring did not finish within N s`."""
     sweep_interval_s: float = 5.0
     recover_after_s: float = 30.0
     """A submission issued this long ago without a job is looked for in the store (its event may be lost)."""

@@ -36,6 +36,9 @@ def parse_manifest(raw: bytes, where: ManifestKey) -> Manifest:
     problem = entrypoint_problem(manifest.entrypoint)
     if problem is not None:
         raise InvalidSubmission(problem)
+    if (manifest.benchmark is None) != (manifest.benchmark_version is None):
+        # Ingest writes both or neither; one alone is a hand-made manifest (signing off, in development).
+        raise InvalidSubmission("manifest.json is not valid: benchmark and benchmark_version go together")
     return manifest
 
 

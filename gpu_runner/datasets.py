@@ -5,6 +5,7 @@ directory (bind-mounted read-only in the sandbox, symlinked when unsandboxed), a
 into the working directory would have given: `pcb1.zip` -> `pcb1/Data/Images/...`. Extraction happens in a
 staging directory renamed into place, so a half-extracted tree is never used and two runners sharing the cache
 cannot collide. Entries are never evicted automatically (docs/sandbox.md says how to clean the cache).
+A benchmark's public part is cached the same way, by its zip's sha256 (gpu_runner/benchmark.py).
 """
 
 from __future__ import annotations
@@ -49,12 +50,19 @@ class DatasetCache:
     def tree(self, sha256: str) -> Path:
         return self.root / sha256 / "tree"
 
+    def cached(self, sha256: str, *, name: str) -> CachedDataset | None:
+        """The tree of the zip whose content hash is `sha256` if it is extracted already (a hit), else None."""
+        if not self.tree(sha256).is_dir():
+            return None
+        os.utime(self.root / sha256)  # last use, for whoever cleans the cache
+        return CachedDataset(name, sha256, self.tree(sha256), hit=True)
+
     def ensure(self, archive: Path, sha256: str, *, name: str, extract: Extractor) -> CachedDataset:
         """The extracted tree of `archive` (whose content hash is `sha256`), extracting it only if needed."""
         final = self.root / sha256
-        if self.tree(sha256).is_dir():
-            os.utime(final)  # last use, for whoever cleans the cache
-            return CachedDataset(name, sha256, self.tree(sha256), hit=True)
+        hit = self.cached(sha256, name=name)
+        if hit is not None:
+            return hit
         staging = Path(tempfile.mkdtemp(prefix=f".staging-{sha256[:12]}-", dir=self.root))
         try:
             (staging / "tree").mkdir()

@@ -8,7 +8,9 @@ import functools
 import logging
 import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
+from gpu_runner.benchmark import mount_public, public_part
 from gpu_runner.datasets import DatasetCache
 from gpu_runner.disk import GIB, JobDisk, is_disk_full_error, open_workspace
 from gpu_runner.execute import JobLaunch, run_entrypoint
@@ -17,8 +19,10 @@ from gpu_runner.sandbox import dataset_cache_root, resolve_sandbox
 from gpu_runner.settings import RunnerSettings
 from gpu_runner.tracking import log_run
 from gpu_runner.verdict import judge
-from gpu_runner.workspace import BadSubmission, Workspace, extract_zip, link_datasets, prepare
+from gpu_runner.workspace import BadSubmission, Prepared, Workspace, extract_zip, link_datasets, prepare
 from leadersboard import keys
+from leadersboard.benchmarks.catalogue import BenchmarkCatalogue
+from leadersboard.keys import PREDICTIONS_DIR
 from leadersboard.limits import MAX_PARAM_VALUE_CHARS
 from leadersboard.models.base import utcnow
 from leadersboard.models.metrics import MetricsFile
@@ -41,15 +45,21 @@ class JobOutcome:
     dataset: str | None = None
     mlflow_run_id: str | None = None
     mlflow_run_url: str | None = None
+    awaits_scoring: bool = False
+    """A benchmark job whose run ended well: it stays `running` until the scorer has scored its predictions."""
 
     def apply(self, record: JobRecord) -> JobRecord | None:
-        """The record's terminal state; a job cancelled meanwhile stays cancelled."""
+        """The record's terminal state (or, awaiting scoring, the run's end); a job cancelled meanwhile stays
+        cancelled."""
         if record.status.terminal:
             return None
-        record.status = self.status
+        if self.awaits_scoring:
+            record.scoring_requested_at = utcnow()
+        else:
+            record.status = self.status
+            record.finished_at = utcnow()
         record.error = self.error
         record.exit_code = self.exit_code
-        record.finished_at = utcnow()
         record.dataset = self.dataset or record.dataset
         if self.metrics is not None:
             record.metrics = dict(self.metrics.metrics)
@@ -60,13 +70,23 @@ class JobOutcome:
 
 
 async def execute_job(
-    settings: RunnerSettings, s3: S3Client, record: JobRecord, cancelled: asyncio.Event
+    settings: RunnerSettings,
+    s3: S3Client,
+    record: JobRecord,
+    cancelled: asyncio.Event,
+    *,
+    catalogue: BenchmarkCatalogue | None = None,
 ) -> JobOutcome:
+    """Run the job to its outcome. `catalogue`: where a benchmark job's public part is found (required for one)."""
+    if record.benchmark is not None and catalogue is None:
+        raise RuntimeError("a benchmark job on a runner without the benchmark catalogue")
     root = settings.work_dir.resolve() / record.submission_id
     disk_bytes = int((record.disk_gib or settings.job_disk_gib) * GIB)  # the owner's quota, else the default
     workspace, disk = await asyncio.to_thread(open_workspace, settings, root, disk_bytes)
     try:
-        outcome, metrics, wall_time_s = await _run_with_live_log(settings, s3, record, workspace, cancelled, disk)
+        outcome, metrics, wall_time_s = await _run_with_live_log(
+            settings, s3, record, workspace, cancelled, disk, catalogue
+        )
         return await _finish(settings, s3, record, workspace, outcome, metrics, wall_time_s)
     finally:
         await asyncio.to_thread(disk.release, keep=settings.keep_workdirs)
@@ -81,6 +101,7 @@ async def _run_with_live_log(
     workspace: Workspace,
     cancelled: asyncio.Event,
     disk: JobDisk,
+    catalogue: BenchmarkCatalogue | None,
 ) -> tuple[JobOutcome, MetricsFile | None, float]:
     stop_flushing = asyncio.Event()
     flusher = asyncio.create_task(_flush_log_until(stop_flushing, settings, s3, record, workspace))
@@ -88,12 +109,7 @@ async def _run_with_live_log(
         cache = DatasetCache(dataset_cache_root(settings))  # before the sandbox, which hides it
         sandbox = resolve_sandbox(settings)
         try:
-            extract = functools.partial(
-                extract_zip, max_total_bytes=settings.max_zip_total_bytes, max_ratio=settings.max_zip_ratio
-            )
-            prepared = await asyncio.to_thread(
-                prepare, workspace, s3, settings.bucket, record, cache=cache, extract=extract
-            )
+            prepared = await _prepare(settings, s3, record, workspace, cache, catalogue)
         except BadSubmission as exc:
             _note(workspace, f"[leadersboard] submission rejected: {exc}")
             return JobOutcome(JobStatus.FAILED, str(exc)), None, 0.0
@@ -122,6 +138,7 @@ async def _run_with_live_log(
             timeout_s=timeout_s,
             limits=launch.limits,
             max_metrics_bytes=settings.max_metrics_bytes,
+            max_predictions_bytes=None if record.benchmark is None else settings.max_predictions_bytes,
         )
         if verdict.metrics is not None:
             _note_long_params(workspace, verdict.metrics)
@@ -131,6 +148,31 @@ async def _run_with_live_log(
         # Let an upload in flight finish so it cannot overwrite the final log afterwards.
         stop_flushing.set()
         await flusher
+
+
+async def _prepare(
+    settings: RunnerSettings,
+    s3: S3Client,
+    record: JobRecord,
+    workspace: Workspace,
+    cache: DatasetCache,
+    catalogue: BenchmarkCatalogue | None,
+) -> Prepared:
+    """The submission's files laid out, and for a benchmark job its benchmark's public part to mount."""
+    extract = functools.partial(
+        extract_zip, max_total_bytes=settings.max_zip_total_bytes, max_ratio=settings.max_zip_ratio
+    )
+    # The catalogue first: a benchmark gone from it fails the job before any download.
+    part = None if catalogue is None or record.benchmark is None else await public_part(catalogue, record)
+    prepared = await asyncio.to_thread(prepare, workspace, s3, settings.bucket, record, cache=cache, extract=extract)
+    if part is not None:
+        mounted = await asyncio.to_thread(
+            mount_public, s3, settings.bucket, record, part,
+            cache=cache, work=workspace.work, taken=prepared.mounts, extract=extract,
+        )  # fmt: skip
+        prepared.mounts.append(mounted.bind)
+        prepared.notes.append(mounted.note)
+    return prepared
 
 
 def _note_long_params(workspace: Workspace, metrics: MetricsFile) -> None:
@@ -154,16 +196,22 @@ async def _finish(
     wall_time_s: float,
 ) -> JobOutcome:
     outcome.dataset = dataset_name(record, metrics, workspace.root / SUBMITTED_CONFIG)
-    outputs, skipped = output_files(workspace.output, max_bytes=settings.max_output_bytes)
+    outcome.awaits_scoring = record.benchmark is not None and outcome.status is JobStatus.COMPLETED
+    # A benchmark job's predictions are what it is scored on: kept whole (the verdict bounded them), sent first.
+    predictions = workspace.output / PREDICTIONS_DIR if outcome.awaits_scoring else None
+    outputs, skipped = output_files(workspace.output, max_bytes=settings.max_output_bytes, whole=predictions)
     if skipped:
         _note(
             workspace,
             f"[leadersboard] {len(skipped)} output files not kept: over {settings.max_output_bytes} bytes",
         )
-    _note(
-        workspace,
-        f"[leadersboard] job {outcome.status.value}" + (f": {outcome.error}" if outcome.error else ""),
-    )
+    if outcome.awaits_scoring:
+        _note(workspace, f"[leadersboard] job ran to its end; {PREDICTIONS_DIR}/ goes to the scorer")
+    else:
+        _note(
+            workspace,
+            f"[leadersboard] job {outcome.status.value}" + (f": {outcome.error}" if outcome.error else ""),
+        )
     await asyncio.to_thread(
         upload_results,
         s3,
@@ -182,7 +230,8 @@ async def _finish(
             metrics=metrics,
             wall_time_s=wall_time_s,
             artifacts=[p for p in (workspace.output / "metrics.json", workspace.log) if p.is_file()],
-            outputs=[p for p in outputs if p.name != "metrics.json" or p.parent != workspace.output],
+            # The predictions stay in the store only (the scorer's input; anomaly maps may be a GiB).
+            outputs=[p for p in outputs if _mlflow_artifact(p, workspace.output, predictions)],
             output_root=workspace.output,
             succeeded=outcome.status is JobStatus.COMPLETED,
         )
@@ -190,6 +239,13 @@ async def _finish(
         base = settings.mlflow_public_url.rstrip("/")
         outcome.mlflow_run_url = f"{base}/#/experiments/{tracked.experiment_id}/runs/{tracked.run_id}"
     return outcome
+
+
+def _mlflow_artifact(path: Path, output: Path, predictions: Path | None) -> bool:
+    """An output file MLflow gets as an artifact: not metrics.json (logged on its own), not the predictions."""
+    if path.name == "metrics.json" and path.parent == output:
+        return False
+    return predictions is None or not path.is_relative_to(predictions)
 
 
 def _note(workspace: Workspace, line: str) -> None:

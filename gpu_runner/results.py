@@ -1,4 +1,5 @@
-"""What a finished job leaves behind: its metrics.json judged, its files uploaded to results/."""
+"""What a finished job leaves behind: its metrics.json judged (a benchmark job's predictions/ checked), its files
+uploaded to results/."""
 
 from __future__ import annotations
 
@@ -10,12 +11,30 @@ import yaml
 from pydantic import ValidationError
 
 from leadersboard import keys
+from leadersboard.keys import PREDICTIONS_DIR, SCORES_CSV
 from leadersboard.limits import MAX_METRICS, MAX_PARAMS, mlflow_name_problem
 from leadersboard.models.metrics import MetricsFile
 from leadersboard.models.records import JobRecord
 from leadersboard.s3 import S3Client
 
-__all__ = ["BadMetrics", "check_names", "dataset_name", "fit_record", "output_files", "read_metrics", "upload_results"]
+__all__ = [
+    "NO_PREDICTIONS",
+    "BadMetrics",
+    "check_names",
+    "dataset_name",
+    "fit_record",
+    "output_files",
+    "predictions_problem",
+    "read_metrics",
+    "upload_results",
+]
+
+
+"""A benchmark job's predictions, in its output directory: what the scorer reads (docs/benchmarks.md)."""
+NO_PREDICTIONS = (
+    "the job wrote no predictions/scores.csv in the --output directory; a benchmark job writes one row per test "
+    "image: image_id,score (docs/benchmarks.md)"
+)
 
 
 class BadMetrics(Exception):
@@ -58,7 +77,11 @@ def check_names(metrics: MetricsFile) -> None:
 
 
 def dataset_name(record: JobRecord, metrics: MetricsFile | None, config_path: Path) -> str:
-    """The dataset the job ranks under: metadata, then metrics.json params, then the config."""
+    """The dataset the job ranks under (and its MLflow experiment): a benchmark job's benchmark, else metadata,
+    then metrics.json params, then the config. The prefix keeps verified results apart from a self-reported
+    dataset of the same name."""
+    if record.benchmark is not None:
+        return f"benchmark:{record.benchmark}"
     for candidate in (record.metadata.get("dataset"), metrics.params.get("dataset") if metrics else None):
         if candidate:
             return str(candidate)[:100]
@@ -81,10 +104,34 @@ def _config_data_section(config_path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def output_files(output: Path, *, max_bytes: int) -> tuple[list[Path], list[Path]]:
-    """The output files to keep (up to `max_bytes` in all, smallest first) and the ones left out."""
-    files = sorted((p for p in output.rglob("*") if p.is_file() and not p.is_symlink()), key=lambda p: p.stat().st_size)
-    kept, skipped, total = [], [], 0
+def _regular_files(directory: Path) -> list[Path]:
+    """The regular files below `directory`; links are not followed (they may point at the runner's files)."""
+    return [p for p in directory.rglob("*") if p.is_file() and not p.is_symlink()]
+
+
+def predictions_problem(output: Path, *, max_bytes: int) -> str | None:
+    """Why a benchmark job's `<output>/predictions/` cannot go to the scorer, or None (docs/benchmarks.md)."""
+    predictions = output / PREDICTIONS_DIR
+    scores = predictions / SCORES_CSV
+    if predictions.is_symlink() or scores.is_symlink():
+        return f"{PREDICTIONS_DIR}/{SCORES_CSV} is a symbolic link (or in one); write a regular file"
+    if not scores.is_file():
+        return NO_PREDICTIONS
+    size = sum(p.stat().st_size for p in _regular_files(predictions))
+    if size > max_bytes:
+        return f"the {PREDICTIONS_DIR} directory is {size} bytes; the limit is {max_bytes} bytes"
+    return None
+
+
+def output_files(output: Path, *, max_bytes: int, whole: Path | None = None) -> tuple[list[Path], list[Path]]:
+    """The output files to keep (up to `max_bytes` in all, smallest first) and the ones left out.
+
+    `whole`: a directory below `output` kept whole, first, and not counted (a benchmark job's predictions,
+    which the scorer bounds itself)."""
+    every = _regular_files(output)
+    first = sorted(p for p in every if whole is not None and p.is_relative_to(whole))
+    files = sorted((p for p in every if whole is None or not p.is_relative_to(whole)), key=lambda p: p.stat().st_size)
+    kept, skipped, total = first, [], 0
     for path in files:
         size = path.stat().st_size
         if total + size > max_bytes:

@@ -12,19 +12,21 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig
 from pydantic import ValidationError
 
+from gpu_runner.benchmark import ScoringQueue
 from gpu_runner.job import JobOutcome, execute_job
 from gpu_runner.results import fit_record
 from gpu_runner.settings import RunnerSettings
-from gpu_runner.tracking import client_environment
 from leadersboard import nats_io
+from leadersboard.benchmarks.catalogue import BenchmarkCatalogue
 from leadersboard.consume import DONE, GIVE_UP, Outcome, RetryLater, consume, in_progress
 from leadersboard.faults import classify
 from leadersboard.jobs import JobStore
-from leadersboard.liveness import fail_vanished_runner, runner_silent
+from leadersboard.liveness import fail_vanished_runner, runner_silent, waiting_for_scores
 from leadersboard.models.base import utcnow
 from leadersboard.models.queue import JobMessage
 from leadersboard.models.records import JobRecord, JobStatus
 from leadersboard.s3 import S3Client, make_client
+from leadersboard.tracking import client_environment
 
 __all__ = ["Runner", "run"]
 
@@ -42,11 +44,24 @@ class Interruption:
 
 
 class Runner:
-    def __init__(self, settings: RunnerSettings, jobs: JobStore, s3: S3Client, stop: asyncio.Event) -> None:
+    def __init__(
+        self,
+        settings: RunnerSettings,
+        jobs: JobStore,
+        s3: S3Client,
+        stop: asyncio.Event,
+        *,
+        catalogue: BenchmarkCatalogue | None = None,
+        scoring: ScoringQueue | None = None,
+    ) -> None:
         self.settings = settings
         self.jobs = jobs
         self.s3 = s3
         self.stop = stop
+        self.catalogue = catalogue
+        """Benchmark jobs: where their benchmark's public part is."""
+        self.scoring = scoring
+        """Benchmark jobs: where their predictions are handed to the scorer."""
 
     async def handle(self, message: Msg) -> Outcome:
         """Run the message's job to its end (the message kept in progress meanwhile): done once its outcome is
@@ -58,6 +73,10 @@ class Runner:
             log.warning("dropping a malformed job message")
             return GIVE_UP
         record = await self.jobs.update(job.user, job.submission_id, lambda current: self._claim(current, job))
+        if record is not None and waiting_for_scores(record):
+            # Its run ended well but the message came back: the scoring request may have been lost with it.
+            await self._request_scoring(record)
+            return DONE
         if record is None or record.status is not JobStatus.RUNNING or record.runner != self.settings.runner_id:
             return DONE  # finished, cancelled, or given up as lost: nothing to run
         log.info("running %s of %s (attempt %d)", record.submission_id, record.user, record.attempts)
@@ -71,8 +90,19 @@ class Runner:
             log.info("%s not handed back: %s", record.submission_id, released.error if released else "gone")
             return DONE
         final = await self._record_outcome(record, outcome)
+        if final is not None and waiting_for_scores(final):
+            log.info("%s ran to its end: its predictions go to the scorer", record.submission_id)
+            await self._request_scoring(final)
+            return DONE  # if the ack is lost, the redelivery asks for the scoring again
         log.info("%s finished: %s", record.submission_id, final.status if final else "gone")
         return DONE  # if the ack is lost, the redelivery finds the job finished
+
+    async def _request_scoring(self, record: JobRecord) -> None:
+        """Publish the job's ScoreRequest. A failure raises: the job's message comes back after its ack wait,
+        and the redelivery publishes again (the dispatcher's scoring bound ends a job never scored)."""
+        if self.scoring is None:
+            raise RuntimeError("a benchmark job on a runner without the scoring queue")
+        await self.scoring.request(record)
 
     async def _record_outcome(self, record: JobRecord, outcome: JobOutcome) -> JobRecord | None:
         """Store the terminal state (cut to fit if it is too large), waiting out a NATS restart for a bounded
@@ -158,7 +188,7 @@ class Runner:
         heartbeat = asyncio.create_task(self._heartbeat(message, record, cancelled))
         watchdog = asyncio.create_task(self._stop_after_grace(cancelled, interruption))
         try:
-            return await execute_job(self.settings, self.s3, record, cancelled)
+            return await execute_job(self.settings, self.s3, record, cancelled, catalogue=self.catalogue)
         except Exception as exc:
             fault = classify(exc)
             if fault is not None and fault.transient:  # an outage: not the job's fault, run it again later
@@ -210,7 +240,10 @@ async def run(settings: RunnerSettings, *, stop: asyncio.Event | None = None) ->
     os.environ.update(client_environment(settings))
     nc = await nats_io.connect(settings, name=f"runner-{settings.runner_id}")
     js = nc.jetstream()  # the topology is the admin's to declare (nats_io.ensure_topology): here we only bind
-    runner = Runner(settings, JobStore(await js.key_value(settings.jobs_kv_bucket)), make_client(settings), stop)
+    jobs = JobStore(await js.key_value(settings.jobs_kv_bucket))
+    catalogue = BenchmarkCatalogue(await js.key_value(settings.benchmarks_kv_bucket))
+    scoring = ScoringQueue(js, settings.scoring_subject)
+    runner = Runner(settings, jobs, make_client(settings), stop, catalogue=catalogue, scoring=scoring)
     subscription = await js.pull_subscribe(
         settings.jobs_subject,
         durable=settings.consumer_name,

@@ -33,6 +33,8 @@ class RunnerSettings(NatsSettings, S3Settings):
     log_flush_interval_s: float = 2.0
     max_metrics_bytes: int = 1024 * 1024
     max_output_bytes: int = 512 * 1024**2
+    max_predictions_bytes: int = 1024**3
+    """A benchmark job's `predictions/` (uploaded whole, not cut by max_output_bytes); more fails the job."""
     max_attempts: int = 2
     max_hand_backs: int = 3
     """A job handed back this many times (outages, shutdowns) fails at the next one instead, with the cause."""

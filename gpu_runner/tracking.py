@@ -26,24 +26,16 @@ from leadersboard.limits import (
 )
 from leadersboard.models.metrics import MetricsFile
 from leadersboard.models.records import JobRecord
+from leadersboard.tracking import TAG_BENCHMARK, TAG_BENCHMARK_VERSION, TAG_VERIFIED
 
 if TYPE_CHECKING:
-    from gpu_runner.settings import RunnerSettings
+    pass
 
-__all__ = ["TrackedRun", "client_environment", "log_run"]
+__all__ = ["TrackedRun", "log_run"]
 
 T = TypeVar("T")
 MAX_METRICS_PER_BATCH = 1000
 """MLflow's log_batch takes at most 1000 metrics (and 1000 entities in all)."""
-
-
-def client_environment(settings: RunnerSettings) -> dict[str, str]:
-    """MLflow's client takes its retry policy from these variables only."""
-    return {
-        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(settings.mlflow_http_max_retries),
-        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": str(settings.mlflow_http_backoff_factor),
-        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(settings.mlflow_http_timeout_s),
-    }
 
 
 @dataclass(frozen=True)
@@ -103,6 +95,11 @@ def _tags(record: JobRecord, dataset: str) -> dict[str, object]:
             tags[key] = record.metadata[key]
     if "description" in record.metadata:
         tags["mlflow.note.content"] = record.metadata["description"]
+    if record.benchmark is None:
+        tags[TAG_VERIFIED] = "false"  # what the job says of itself; the scorer tags its own "true"
+    else:
+        tags[TAG_BENCHMARK] = record.benchmark
+        tags[TAG_BENCHMARK_VERSION] = record.benchmark_version
     return tags
 
 

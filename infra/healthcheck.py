@@ -3,11 +3,11 @@
     python /opt/leadersboard/healthcheck.py http URL
         healthy when URL answers 2xx within 5 s (ingest, frontend, MLflow).
     python /opt/leadersboard/healthcheck.py nats SERVICE
-        healthy when NATS answers with the settings SERVICE reads (`dispatcher` or `runner`: the
-        LB_DISPATCHER_* / LB_RUNNER_* variables) and the stream it consumes exists (the events
-        stream, the jobs stream). A worker with no HTTP port is thereby checked for what it needs:
-        the address, its NATS user and password, the topology. Only that stream: its NATS user may
-        see nothing else.
+        healthy when NATS answers with the settings SERVICE reads (`dispatcher`, `runner` or `scorer`:
+        the LB_DISPATCHER_* / LB_RUNNER_* / LB_SCORER_* variables) and the stream it consumes exists
+        (the events stream, the jobs stream, the scoring stream). A worker with no HTTP port is thereby
+        checked for what it needs: the address, its NATS user and password, the topology. Only that
+        stream: its NATS user may see nothing else.
 
 Exit status 0 = healthy, 1 = unhealthy (the reason on stderr). Standard library plus what the
 service itself imports; nothing here is used outside containers.
@@ -39,7 +39,19 @@ def _settings(service: str) -> NatsSettings:
         from gpu_runner.settings import RunnerSettings
 
         return RunnerSettings()
-    raise SystemExit(f"unknown service {service!r}: expected dispatcher or runner")
+    if service == "scorer":
+        from scorer.settings import ScorerSettings
+
+        return ScorerSettings()
+    raise SystemExit(f"unknown service {service!r}: expected dispatcher, runner or scorer")
+
+
+def _consumed_stream(service: str, settings: NatsSettings) -> str:
+    return {
+        "dispatcher": settings.events_stream,
+        "runner": settings.jobs_stream,
+        "scorer": settings.scoring_stream,
+    }[service]
 
 
 async def check_nats(service: str) -> None:
@@ -49,7 +61,7 @@ async def check_nats(service: str) -> None:
 
     settings = _settings(service)
     password = settings.nats_password.get_secret_value() if settings.nats_password else None
-    stream = settings.events_stream if service == "dispatcher" else settings.jobs_stream
+    stream = _consumed_stream(service, settings)
 
     async def quiet(exc: Exception) -> None:  # the failure is reported once, below
         pass

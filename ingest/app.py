@@ -14,12 +14,13 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import ServiceUnavailableError
 from pydantic import ValidationError
 
-from ingest import mlflow_proxy, routes
+from ingest import benchmarks, mlflow_proxy, routes
 from ingest.auth import auth_middleware
 from ingest.context import SERVICES, SETTINGS, Handler, Services, route_spec
 from ingest.errors import ApiError, BadRequest, ServiceUnavailable, http_error_response
 from ingest.settings import IngestSettings
 from leadersboard import nats_io
+from leadersboard.benchmarks.catalogue import BenchmarkCatalogue
 from leadersboard.issued import IssuedStore
 from leadersboard.jobs import JobStore
 from leadersboard.metadata import FieldProblem
@@ -43,6 +44,7 @@ def create_app(settings: IngestSettings) -> web.Application:
     if settings.mlflow_proxy_port is not None:  # the public MLflow port, on the same token store
         app.cleanup_ctx.append(mlflow_proxy.serving)
     routes.add_routes(app)
+    benchmarks.add_routes(app)
     return app
 
 
@@ -56,8 +58,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     if settings.admin_token is not None:
         await tokens.ensure(settings.admin_token.get_secret_value(), settings.admin_user, Role.ADMIN)
     issued = IssuedStore(await js.key_value(settings.issued_kv_bucket))
+    catalogue = BenchmarkCatalogue(await js.key_value(settings.benchmarks_kv_bucket))
     app[SERVICES] = Services(
-        settings, nc, jobs, tokens, quotas, issued, make_client(settings), make_presigner(settings)
+        settings, nc, jobs, tokens, quotas, issued, make_client(settings), make_presigner(settings), catalogue
     )
     yield
     await nc.drain()

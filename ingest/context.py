@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from ingest.errors import BadRequest, ServiceUnavailable
 from ingest.settings import IngestSettings
+from leadersboard.benchmarks.catalogue import BenchmarkCatalogue
 from leadersboard.issued import IssuedStore
 from leadersboard.jobs import JobStore
 from leadersboard.limits import json_depth
@@ -62,6 +63,7 @@ class Services:
     issued: IssuedStore
     s3: S3Client
     presigner: S3Client
+    benchmarks: BenchmarkCatalogue
 
     def require_nats(self) -> None:
         if not self.nc.is_connected:

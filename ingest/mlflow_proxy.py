@@ -27,6 +27,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from nats.errors import ConnectionClosedError, NoServersError
 from nats.errors import TimeoutError as NatsTimeoutError
+from pydantic import SecretStr
 
 from ingest.context import SERVICES, SETTINGS
 from ingest.errors import (
@@ -282,9 +283,18 @@ def _basic_credentials(request: web.Request) -> tuple[str, str] | None:
     return (user, password) if sep and user and password else None
 
 
-async def _ensure_runner_account(settings: IngestSettings) -> None:
-    """Create the runners' MLflow account once MLflow answers; bounded: gives up after mlflow_setup_timeout_s."""
-    assert settings.mlflow_admin_password is not None and settings.mlflow_runner_password is not None
+def _service_accounts(settings: IngestSettings) -> list[tuple[str, SecretStr]]:
+    """The platform's own MLflow accounts whose password ingest holds: the runners' and the scorer's."""
+    accounts = [
+        (settings.mlflow_runner_user, settings.mlflow_runner_password),
+        (settings.mlflow_scorer_user, settings.mlflow_scorer_password),
+    ]
+    return [(username, password) for username, password in accounts if password is not None]
+
+
+async def _ensure_account(settings: IngestSettings, username: str, password: SecretStr) -> None:
+    """Create a service's MLflow account once MLflow answers; bounded: gives up after mlflow_setup_timeout_s."""
+    assert settings.mlflow_admin_password is not None
     admin = (settings.mlflow_admin_user, settings.mlflow_admin_password.get_secret_value())
     deadline = time.monotonic() + settings.mlflow_setup_timeout_s
     while True:
@@ -293,21 +303,19 @@ async def _ensure_runner_account(settings: IngestSettings) -> None:
                 ensure_user,
                 settings.mlflow_upstream_url,
                 admin=admin,
-                username=settings.mlflow_runner_user,
-                password=settings.mlflow_runner_password.get_secret_value(),
+                username=username,
+                password=password.get_secret_value(),
             )
         except httpx.TransportError as exc:
             if time.monotonic() > deadline:
-                log.error(
-                    "gave up creating MLflow account %r: MLflow unreachable (%r)", settings.mlflow_runner_user, exc
-                )
+                log.error("gave up creating MLflow account %r: MLflow unreachable (%r)", username, exc)
                 return
             await asyncio.sleep(2.0)
             continue
         except MlflowAccountError as exc:  # a refusal does not change by retrying
             log.error("%s", exc)
             return
-        log.info("MLflow account %r is ready", settings.mlflow_runner_user)
+        log.info("MLflow account %r is ready", username)
         return
 
 
@@ -325,13 +333,11 @@ async def serving(app: web.Application) -> AsyncIterator[None]:
     runner = web.AppRunner(proxy_app, shutdown_timeout=10)
     await runner.setup()
     await web.TCPSite(runner, settings.host, settings.mlflow_proxy_port).start()
-    setup = None
-    if settings.mlflow_runner_password is not None:
-        setup = asyncio.create_task(_ensure_runner_account(settings))
+    setup = [asyncio.create_task(_ensure_account(settings, *account)) for account in _service_accounts(settings)]
     try:
         yield
     finally:
-        if setup is not None:
-            setup.cancel()
+        for task in setup:
+            task.cancel()
         await runner.cleanup()
         await session.close()

@@ -10,7 +10,16 @@ from pydantic import BaseModel
 
 from ingest.admin import CreateTokenRequest
 from ingest.context import MAX_BODY_DEPTH
-from leadersboard.models.api import CreateSubmissionRequest, CreateSubmissionResponse, ErrorBody
+from leadersboard.models.api import (
+    BenchmarkListing,
+    BenchmarkView,
+    CreateBenchmarkRequest,
+    CreateBenchmarkResponse,
+    CreateSubmissionRequest,
+    CreateSubmissionResponse,
+    ErrorBody,
+    RescoreResponse,
+)
 from leadersboard.models.records import JobRecord, Quota, QuotaOverride
 
 __all__ = ["document", "serve"]
@@ -21,7 +30,8 @@ _ERRORS = {
     "401": "Missing, bad, expired or revoked token.",
     "403": "An administrators' endpoint called with a user's token.",
     "404": "No such submission among those the token may see.",
-    "409": "A conflict with the current state: the job is already finished, the user is disabled, ...",
+    "409": "A conflict with the current state: the job is already finished, the user is disabled, a benchmark "
+    "version is taken (`X-Next-Version` names the next one) or its parts are not uploaded yet, ...",
     "413": "A file or the submission is over the size limit, or the body over 1 MiB.",
     "429": "Rate limit reached; see Retry-After.",
     "503": "A backing service is down; retry later.",
@@ -54,6 +64,9 @@ def _op(summary: str, ok: tuple[str, dict[str, Any]], *, body: type[BaseModel] |
 
 _USER = {"name": "user", "in": "path", "required": True, "schema": {"type": "string"}}
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+_VERSION = {"name": "version", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
+_ALL = {"name": "all", "in": "query", "schema": {"type": "boolean", "default": False}}
 _LIST = {"type": "object", "properties": {"submissions": {"type": "array", "items": _ref(JobRecord)}}}
 _ME = {
     "type": "object",
@@ -82,7 +95,8 @@ _USER_STATE = {
 def document() -> dict[str, Any]:
     models: list[type[BaseModel]] = [
         CreateSubmissionRequest, CreateSubmissionResponse, JobRecord, ErrorBody, CreateTokenRequest, Quota,
-        QuotaOverride,
+        QuotaOverride, CreateBenchmarkRequest, CreateBenchmarkResponse, BenchmarkListing, BenchmarkView,
+        RescoreResponse,
     ]  # fmt: skip
     schemas: dict[str, Any] = {}
     for model in models:
@@ -113,6 +127,22 @@ def document() -> dict[str, Any]:
                                   ("200", _json(_ME)))},
         "/api/v1/health": {"get": _op("Health of the API and its backing services", ("200", {}), auth=False)},
         "/api/v1/openapi.json": {"get": _op("This OpenAPI document", ("200", {}), auth=False)},
+        "/api/v1/benchmarks": {
+            "get": _op("Ready benchmark versions: the latest of each (?all=true: every version)",
+                       ("200", _json(BenchmarkListing)), params=[_ALL]),
+        },
+        "/api/v1/admin/benchmarks": {
+            "post": _op("Register a benchmark version (or resume its upload); returns presigned uploads of its parts",
+                        ("201", _json(CreateBenchmarkResponse)), body=CreateBenchmarkRequest),
+        },
+        "/api/v1/admin/benchmarks/{name}/versions/{version}/ready": {
+            "post": _op("Mark a version ready once both parts are in the store", ("200", _json(BenchmarkView)),
+                        params=[_NAME, _VERSION]),
+        },
+        "/api/v1/admin/benchmarks/{name}/rescore": {
+            "post": _op("Score every job of a benchmark again from its stored predictions",
+                        ("200", _json(RescoreResponse)), params=[_NAME]),
+        },
         "/api/v1/admin/tokens": {
             "post": _op("Issue a token (shown once)", ("201", {}), body=CreateTokenRequest),
             "get": _op("List tokens (never the tokens themselves)", ("200", {})),

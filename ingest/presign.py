@@ -18,6 +18,7 @@ from datetime import timedelta
 
 from pydantic import SecretStr
 
+from ingest.settings import IngestSettings
 from leadersboard import keys
 from leadersboard.models.api import (
     CreateSubmissionRequest,
@@ -29,11 +30,12 @@ from leadersboard.models.api import (
     UploadPart,
 )
 from leadersboard.models.base import utcnow
+from leadersboard.models.benchmarks import BenchmarkInfo
 from leadersboard.models.submission import FileSpec, Manifest
 from leadersboard.s3 import S3Client, head
 from leadersboard.signing import sign_manifest
 
-__all__ = ["MAX_PARTS", "UploadPolicy", "part_size_for", "presign_submission"]
+__all__ = ["MAX_PARTS", "UploadPolicy", "part_size_for", "presign_object", "presign_submission"]
 
 MAX_PARTS = 10_000
 
@@ -43,6 +45,10 @@ class UploadPolicy:
     expiry_s: int
     multipart_threshold_bytes: int
     multipart_part_bytes: int
+
+    @classmethod
+    def of(cls, settings: IngestSettings) -> UploadPolicy:
+        return cls(settings.presign_expiry_s, settings.multipart_threshold_bytes, settings.multipart_part_bytes)
 
 
 def presign_submission(
@@ -55,11 +61,13 @@ def presign_submission(
     policy: UploadPolicy,
     secret: SecretStr,
     token_id: str | None = None,
+    benchmark: BenchmarkInfo | None = None,
 ) -> CreateSubmissionResponse:
     """Blocking (HEADs blobs, creates multipart uploads): call it in a thread.
 
     `token_id` (the creating token's) is signed into the manifest: the dispatcher fails the submission
-    if that token is revoked before the manifest arrives."""
+    if that token is revoked before the manifest arrives. `benchmark` (the version the request's benchmark
+    resolved to) is signed into it too: the job is scored against exactly that version."""
     submission_id = keys.new_submission_id()
     now = utcnow()
     signer = _Signer(presigner, bucket, policy.expiry_s)
@@ -88,6 +96,8 @@ def presign_submission(
         files=files,
         created_at=now,
         token_id=token_id,
+        benchmark=None if benchmark is None else benchmark.name,
+        benchmark_version=None if benchmark is None else benchmark.version,
     )
     body = sign_manifest(manifest, secret).model_dump_json()
     manifest_put = signer.put(keys.manifest_key(user, submission_id), len(body.encode()), None, {})
@@ -98,6 +108,19 @@ def presign_submission(
         manifest=manifest_put,
         expires_at=now + timedelta(seconds=policy.expiry_s),
     )
+
+
+def presign_object(
+    presigner: S3Client, store: S3Client, *, bucket: str, key: str, spec: FileSpec, policy: UploadPolicy
+) -> UploadItem:
+    """One object to put at `key` (a benchmark's part): `present` when the store has it with that size, else a
+    presigned PUT (its sha256 signed, when declared) or, from the threshold on, a multipart upload. Blocking."""
+    if _present(store, bucket, key, spec.size):
+        return PresentFile(path=spec.path)
+    signer = _Signer(presigner, bucket, policy.expiry_s)
+    if spec.size >= policy.multipart_threshold_bytes:
+        return signer.multipart(store, spec, key, policy.multipart_part_bytes)
+    return signer.put(key, spec.size, spec.path, _checksum_headers(spec))
 
 
 def part_size_for(size: int, part_bytes: int) -> int:

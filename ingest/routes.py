@@ -19,6 +19,7 @@ from ingest.presign import UploadPolicy, presign_submission
 from leadersboard import keys, ranking
 from leadersboard.models.api import CreateSubmissionRequest
 from leadersboard.models.base import utcnow
+from leadersboard.models.benchmarks import BenchmarkInfo
 from leadersboard.models.records import JobRecord, JobStatus, Role
 from leadersboard.quotas import RateDecision
 from leadersboard.s3 import error_code, is_not_found
@@ -56,6 +57,7 @@ async def create_submission(request: web.Request) -> web.Response:
     total = sum(spec.size for spec in body.files)
     if total > settings.max_submission_bytes:
         raise PayloadTooLarge(f"files: {total} bytes in all; the limit is {settings.max_submission_bytes}")
+    benchmark = None if body.benchmark is None else await _ready_benchmark(svc, body.benchmark)
     decision = await svc.quotas.reserve(caller.user)
     if not decision.allowed:
         raise TooManyRequests(_rate_message(decision), headers={"Retry-After": str(math.ceil(decision.retry_after_s))})
@@ -74,12 +76,21 @@ async def create_submission(request: web.Request) -> web.Response:
         policy=policy,
         secret=settings.manifest_secret,
         token_id=caller.token_id,
+        benchmark=benchmark,
     )
     try:
         await svc.issued.note(caller.user, response.submission_id, uploads_expire_in_s=settings.presign_expiry_s)
     except Exception as exc:  # only the safety net for a lost event: the upload URLs are good without it
         log.warning("could not note submission %s as issued: %r", response.submission_id, exc)
     return web.json_response(response.model_dump(mode="json"), status=201)
+
+
+async def _ready_benchmark(svc: Services, name: str) -> BenchmarkInfo:
+    """The latest ready version of benchmark `name`: the one the job is scored against (400 if none)."""
+    record = await svc.benchmarks.latest_ready(name)
+    if record is None:
+        raise BadRequest(f"benchmark: no benchmark named {name} (GET /api/v1/benchmarks lists them)")
+    return record.info
 
 
 async def whoami(request: web.Request) -> web.Response:

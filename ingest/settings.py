@@ -34,6 +34,10 @@ class IngestSettings(NatsSettings, S3Settings, SigningSettings):
     """The runners' MLflow account: its requests pass the proxy with their own credentials (remote GPU hosts)."""
     mlflow_runner_password: SecretStr | None = None
     """If set, ingest creates the runners' account (or sets its password) in MLflow at start."""
+    mlflow_scorer_user: str = "scorer"
+    """The scorer's MLflow account: it logs a benchmark job's verified scores to the job's run."""
+    mlflow_scorer_password: SecretStr | None = None
+    """If set, ingest creates the scorer's account (or sets its password) in MLflow at start."""
     mlflow_token_cache_s: float = Field(default=5.0, ge=0, le=10)
     """A token the proxy verified is trusted this long: a revoked token works at most this much longer."""
     mlflow_owner_cache_s: float = Field(default=30.0, ge=0)

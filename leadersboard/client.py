@@ -11,8 +11,12 @@ retries); a dataset the same user already uploaded (same sha256) is not sent aga
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -28,14 +32,48 @@ from leadersboard.api_types import (
     UserState,
     WhoAmI,
 )
-from leadersboard.models.api import CreateSubmissionRequest, CreateSubmissionResponse
+from leadersboard.benchmarks.package import PUBLIC_ZIP, REFERENCE_ZIP, PackedBenchmark, Stager, staged, staging_dir
+from leadersboard.models.api import (
+    NEXT_VERSION_HEADER,
+    BenchmarkListing,
+    BenchmarkView,
+    CreateBenchmarkResponse,
+    CreateSubmissionRequest,
+    CreateSubmissionResponse,
+    RescoreResponse,
+)
 from leadersboard.models.records import JobRecord
 from leadersboard.models.submission import FileSpec
-from leadersboard.upload import HashCache, Progress, RetryPolicy, StoreError, Uploader, UploadStats, file_hashes
+from leadersboard.upload import (
+    HashCache,
+    Progress,
+    RetryPolicy,
+    StoreError,
+    Uploader,
+    UploadStats,
+    cache_dir,
+    file_hashes,
+)
 
-__all__ = ["ApiError", "Client", "Progress", "UploadStats", "collect_files"]
+__all__ = ["AddedBenchmark", "ApiError", "Client", "Progress", "UploadStats", "collect_files"]
 
 _SKIPPED_PARTS = {"__pycache__", ".git", ".venv", "output", ".ipynb_checkpoints"}
+VERSION_ATTEMPTS = 5
+"""Registrations of a new benchmark version raced by others (each a 409 naming the next version) before giving up."""
+
+
+@dataclass(frozen=True)
+class AddedBenchmark:
+    benchmark: BenchmarkView
+    resumed: bool
+    """An earlier, interrupted `add_benchmark` of the same source was finished."""
+    stats: UploadStats
+
+
+class _VersionConflict(Exception):
+    def __init__(self, next_version: int) -> None:
+        super().__init__(f"the next version is v{next_version}")
+        self.next_version = next_version
 
 
 class ApiError(Exception):
@@ -114,9 +152,10 @@ class Client:
 
     def create_submission(
         self, files: Mapping[str, Path], *, entrypoint: str = "main.py", config: str = "config.yaml",
-        metadata: dict[str, Any] | None = None, sha256: Mapping[str, str] | None = None,
+        metadata: dict[str, Any] | None = None, sha256: Mapping[str, str] | None = None, benchmark: str | None = None,
     ) -> CreateSubmissionResponse:  # fmt: skip
-        """Declare the files (sizes, and sha256 where given); the answer says how to upload each."""
+        """Declare the files (sizes, and sha256 where given); the answer says how to upload each. `benchmark`: an
+        official benchmark to be scored on (`GET /api/v1/benchmarks` lists them)."""
         digests = sha256 or {}
         # Not validated here: the API judges the request, and its 400 names the field (e.g. metadata.x<y).
         request = CreateSubmissionRequest.model_construct(
@@ -126,6 +165,7 @@ class Client:
             files=[
                 FileSpec(path=name, size=path.stat().st_size, sha256=digests.get(name)) for name, path in files.items()
             ],
+            benchmark=benchmark,
         )
         response = self._call("POST", "/submissions", json=request.model_dump(mode="json"))
         return CreateSubmissionResponse.model_validate(response.json())
@@ -148,11 +188,14 @@ class Client:
     def submit(
         self, paths: Sequence[str | Path], *, entrypoint: str = "main.py", config: str = "config.yaml",
         metadata: dict[str, Any] | None = None, progress: Progress | None = None, dedup: bool = True,
+        benchmark: str | None = None,
     ) -> str:  # fmt: skip
         """Upload files and directories as one submission; returns its id (follow it with `wait`)."""
         files = collect_files(paths)
         digests = self.hashes(files) if dedup else {}
-        created = self.create_submission(files, entrypoint=entrypoint, config=config, metadata=metadata, sha256=digests)
+        created = self.create_submission(
+            files, entrypoint=entrypoint, config=config, metadata=metadata, sha256=digests, benchmark=benchmark
+        )
         self.upload(created, files, progress)
         return created.submission_id
 
@@ -278,6 +321,77 @@ class Client:
             job_disk_gib=job_disk_gib, job_memory_gib=job_memory_gib,
         )  # fmt: skip
         return cast(UserQuota, self._call("PUT", f"/admin/quotas/users/{user}", json=body).json())
+
+    def rescore_benchmark(self, name: str) -> RescoreResponse:
+        """Score every job of benchmark `name` again from its stored predictions (after a scorer or reference fix)."""
+        return RescoreResponse.model_validate(self._call("POST", f"/admin/benchmarks/{name}/rescore").json())
+
+    # --- benchmarks ------------------------------------------------------------------------------------------------
+
+    def benchmarks(self, *, all_versions: bool = False) -> list[BenchmarkView]:
+        """The ready benchmarks: the latest version of each, or every version."""
+        params = {"all": "true"} if all_versions else {}
+        return BenchmarkListing.model_validate(self._call("GET", "/benchmarks", params=params).json()).benchmarks
+
+    def add_benchmark(
+        self, name: str, path: str | Path, *, description: str = "", license: str = "",
+        progress: Progress | None = None, on_step: Callable[[str], None] | None = None,
+    ) -> AddedBenchmark:  # fmt: skip
+        """Register the benchmark at `path` (a directory or zip) as a new version of `name` (admin token): split it,
+        pack its two parts, upload them, mark the version ready.
+
+        Resumable: the packed parts stay in the cache (`$XDG_CACHE_HOME/leadersboard/benchmarks/`) until the
+        version is ready, so running it again on the same unchanged source uploads only what is missing. Once ready,
+        adding the same source again makes the next version."""
+        step = on_step or (lambda _text: None)
+        staging = staging_dir(cache_dir(), name, Path(path))
+        packed, created = staged(staging), None
+        if packed is not None:
+            with contextlib.suppress(_VersionConflict):  # its version was taken meanwhile: start from the source
+                created = self._register(packed, description, license)
+                step(f"resuming the upload of {name} v{created.version}")
+        if created is None:
+            created = self._pack_and_register(name, Path(path), staging, description, license, step)
+        files = {PUBLIC_ZIP: staging / PUBLIC_ZIP, REFERENCE_ZIP: staging / REFERENCE_ZIP}
+        uploader = Uploader(self._store, workers=self.workers, retry=self.retry, progress=progress)
+        try:
+            stats = uploader.upload_all([created.public, created.reference], files)
+        except StoreError as exc:
+            raise ApiError(exc.status, "upload_failed", exc.message) from exc
+        ready = self._call("POST", f"/admin/benchmarks/{name}/versions/{created.version}/ready").json()
+        shutil.rmtree(staging, ignore_errors=True)
+        return AddedBenchmark(BenchmarkView.model_validate(ready), created.resumed, stats)
+
+    def _pack_and_register(
+        self, name: str, path: Path, staging: Path, description: str, license: str, step: Callable[[str], None]
+    ) -> CreateBenchmarkResponse:
+        versions = [view.version for view in self.benchmarks(all_versions=True) if view.name == name]
+        version = max(versions, default=0) + 1  # a version still uploading elsewhere: ingest names the next one
+        staging.parent.mkdir(parents=True, exist_ok=True)
+        step(f"splitting {path} into its public and reference parts")
+        with (
+            tempfile.TemporaryDirectory(prefix="split-", dir=staging.parent) as work,
+            Stager.open(path, staging, name=name, version=version, work_dir=Path(work)) as stager,
+        ):
+            for _ in range(VERSION_ATTEMPTS):
+                step(f"packing {name} v{version}")
+                try:
+                    return self._register(stager.pack(version), description, license)
+                except _VersionConflict as exc:
+                    version = exc.next_version
+        raise ApiError(
+            409, "conflict", f"{name}: {VERSION_ATTEMPTS} versions in a row were taken by other registrations"
+        )
+
+    def _register(self, packed: PackedBenchmark, description: str, license: str) -> CreateBenchmarkResponse:
+        body = packed.request(description=description, license=license).model_dump(mode="json")
+        response = self._http.post("/admin/benchmarks", json=body)
+        next_version = response.headers.get(NEXT_VERSION_HEADER)
+        if response.status_code == 409 and next_version is not None and next_version.isdigit():
+            raise _VersionConflict(int(next_version))
+        if response.status_code >= 400:
+            raise _api_error(response)
+        return CreateBenchmarkResponse.model_validate(response.json())
 
 
 def _merge_limits(current: Mapping[str, Any] | None, **given: float | None) -> dict[str, float | None]:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 __all__ = [
     "BENCHMARK_NAME_PATTERN",
+    "PREDICTIONS_DIR",
+    "SCORES_CSV",
     "SUBMISSION_ID_PATTERN",
     "USER_NAME_PATTERN",
     "ManifestKey",
@@ -27,6 +29,7 @@ __all__ = [
     "manifest_key",
     "new_submission_id",
     "parse_manifest_key",
+    "predictions_prefix",
     "result_key",
     "results_prefix",
     "scores_key",
@@ -132,6 +135,17 @@ def benchmark_reference_key(name: str, version: int) -> str:
 def kv_benchmark_key(name: str, version: int) -> str:
     """The catalogue record of one benchmark version in the benchmarks KV bucket."""
     return f"{name}.v{version}"
+
+
+PREDICTIONS_DIR = "predictions"
+"""Where a benchmark job writes its predictions, under its --output directory (docs/benchmarks.md)."""
+SCORES_CSV = "scores.csv"
+"""The predictions' one required file: `image_id,score`, one row per test image."""
+
+
+def predictions_prefix(user: str, submission_id: str) -> str:
+    """A job's stored predictions: its output's predictions directory, as the runner uploaded it."""
+    return result_key(user, submission_id, f"output/{PREDICTIONS_DIR}/")
 
 
 def scores_key(user: str, submission_id: str) -> str:

@@ -1,7 +1,8 @@
 """MLflow's basic-auth accounts of the platform's own services (never of users: they go through ingest's proxy).
 
-MLflow runs with `--app-name basic-auth`. Only two kinds of accounts exist in it: the admin (ingest's MLflow
-proxy and the account that creates the others) and the `runner` account the GPU runners log runs with.
+MLflow runs with `--app-name basic-auth`. Only the platform's accounts exist in it: the admin (ingest's MLflow
+proxy and the account that creates the others), the `runner` account the GPU runners log runs with, and the
+`scorer` account that logs a benchmark job's verified scores to its run.
 """
 
 from __future__ import annotations

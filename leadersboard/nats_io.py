@@ -87,7 +87,7 @@ async def connect(
 
 
 async def ensure_topology(js: JetStreamContext, settings: NatsSettings) -> None:
-    """Idempotently declare the event stream, the job work queue and the KV buckets.
+    """Idempotently declare the event stream, the job and scoring work queues and the KV buckets.
 
     Only the admin user may (the stack before it spawns services, compose's nats-init): services bind
     to what is declared and have no right to create streams or buckets.
@@ -104,19 +104,29 @@ async def ensure_topology(js: JetStreamContext, settings: NatsSettings) -> None:
             num_replicas=settings.nats_replicas,
         ),
     )
-    await _ensure_stream(
-        js,
-        StreamConfig(
-            name=settings.jobs_stream,
-            subjects=[settings.jobs_subject],
-            retention=RetentionPolicy.WORK_QUEUE,
-            storage=StorageType.FILE,
-            discard=DiscardPolicy.OLD,
-            duplicate_window=DUPLICATE_WINDOW_S,
-            num_replicas=settings.nats_replicas,
-        ),
-    )
-    for bucket in (settings.jobs_kv_bucket, settings.tokens_kv_bucket, settings.quotas_kv_bucket):
+    # Work queues: a message is removed once acked, so each job (each scoring request) is taken by one consumer.
+    for stream, subject in (
+        (settings.jobs_stream, settings.jobs_subject),
+        (settings.scoring_stream, settings.scoring_subject),
+    ):
+        await _ensure_stream(
+            js,
+            StreamConfig(
+                name=stream,
+                subjects=[subject],
+                retention=RetentionPolicy.WORK_QUEUE,
+                storage=StorageType.FILE,
+                discard=DiscardPolicy.OLD,
+                duplicate_window=DUPLICATE_WINDOW_S,
+                num_replicas=settings.nats_replicas,
+            ),
+        )
+    for bucket in (
+        settings.jobs_kv_bucket,
+        settings.tokens_kv_bucket,
+        settings.quotas_kv_bucket,
+        settings.benchmarks_kv_bucket,
+    ):
         await kv_bucket(js, bucket, replicas=settings.nats_replicas)
     await kv_bucket(js, settings.issued_kv_bucket, replicas=settings.nats_replicas, ttl_s=ISSUED_TTL_S)
 

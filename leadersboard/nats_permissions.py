@@ -34,6 +34,8 @@ __all__ = [
     "INGEST",
     "RUNNER",
     "RUNNER_CONSUMER",
+    "SCORER",
+    "SCORER_CONSUMER",
     "USERS",
     "Grant",
     "compose_password_var",
@@ -47,13 +49,17 @@ ADMIN = "admin"
 INGEST = "ingest"
 DISPATCHER = "dispatcher"
 RUNNER = "runner"
+SCORER = "scorer"
+"""Scores a finished benchmark job against the reference part (the scorer service)."""
 EVENTS = "events"
 """Publishes bucket events: the SeaweedFS bridge locally, MinIO's notifier in compose."""
-USERS = (ADMIN, INGEST, DISPATCHER, RUNNER, EVENTS)
+USERS = (ADMIN, INGEST, DISPATCHER, RUNNER, SCORER, EVENTS)
 
-# The durable consumers' names: DispatcherSettings/RunnerSettings `consumer_name` defaults (tests/test_compose_nats.py).
+# The durable consumers' names: the defaults of the dispatcher's, the runners' and the scorer's consumer settings
+# (tests/test_compose_nats.py).
 DISPATCHER_CONSUMER = "dispatcher"
 RUNNER_CONSUMER = "runners"
+SCORER_CONSUMER = "scorer"
 
 # nats.go's default inbox (MinIO's notifier); LeadersBoard clients use `inbox_prefix(user)` instead.
 DEFAULT_INBOX = "_INBOX"
@@ -83,10 +89,16 @@ def grants(settings: NatsSettings) -> dict[str, Grant | None]:
         ADMIN: None,
         INGEST: _grant(
             INGEST,
-            _kv_read(s.tokens_kv_bucket, s.quotas_kv_bucket, s.issued_kv_bucket, s.jobs_kv_bucket),
+            _kv_read(
+                s.tokens_kv_bucket, s.quotas_kv_bucket, s.issued_kv_bucket, s.jobs_kv_bucket, s.benchmarks_kv_bucket
+            ),
             # Tokens are created and revoked, quotas set and rate-counted, submissions noted as
-            # issued, and a job record is marked cancelled here.
-            _kv_write(s.tokens_kv_bucket, s.quotas_kv_bucket, s.issued_kv_bucket, s.jobs_kv_bucket),
+            # issued, a job record is marked cancelled, and benchmarks are registered here.
+            _kv_write(
+                s.tokens_kv_bucket, s.quotas_kv_bucket, s.issued_kv_bucket, s.jobs_kv_bucket, s.benchmarks_kv_bucket
+            ),
+            # An admin's rescore asks the scorer again for every job of a benchmark.
+            (s.scoring_subject,),
         ),
         DISPATCHER: _grant(
             DISPATCHER,
@@ -98,8 +110,20 @@ def grants(settings: NatsSettings) -> dict[str, Grant | None]:
             (s.jobs_subject,),
         ),
         # A runner only reads and compare-and-sets records by key: no watch, so no consumer on the bucket.
+        # It reads a benchmark's record (its public part) and asks for the scoring of a benchmark job.
         RUNNER: _grant(
-            RUNNER, _consume(s.jobs_stream, RUNNER_CONSUMER), _kv_get(s.jobs_kv_bucket), _kv_write(s.jobs_kv_bucket)
+            RUNNER,
+            _consume(s.jobs_stream, RUNNER_CONSUMER),
+            _kv_get(s.jobs_kv_bucket, s.benchmarks_kv_bucket),
+            _kv_write(s.jobs_kv_bucket),
+            (s.scoring_subject,),
+        ),
+        # Like the runner, by key only: it settles a job's record and reads its benchmark's (the reference part).
+        SCORER: _grant(
+            SCORER,
+            _consume(s.scoring_stream, SCORER_CONSUMER),
+            _kv_get(s.jobs_kv_bucket, s.benchmarks_kv_bucket),
+            _kv_write(s.jobs_kv_bucket),
         ),
         EVENTS: Grant(
             publish=(s.events_subject,),

@@ -101,7 +101,8 @@ def ingest_process(root: Path, seaweed: Seaweed, *, admin_token: str) -> Iterato
     """A real `python -m ingest` on a free port, with its own nats-server and bucket: its URL and log file."""
     nats = start_nats(root, port=free_port())
     s3 = seaweed.settings()
-    ensure_bucket(make_client(s3), s3.bucket)
+    for bucket in (s3.bucket, s3.reference_bucket):  # an admin's benchmark parts go to the reference one
+        ensure_bucket(make_client(s3), bucket)
     port = free_port()
     settings = IngestSettings(
         **nats.settings().model_dump(), **s3.model_dump(), port=port, admin_token=SecretStr(admin_token),

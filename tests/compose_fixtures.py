@@ -27,6 +27,9 @@ from ingest.settings import IngestSettings
 from leadersboard.nats_permissions import USERS as NATS_USERS
 from leadersboard.nats_permissions import compose_password_var
 from leadersboard.settings import NatsSettings, S3Settings
+from leadersboard.store_access import SERVICES as STORE_SERVICES
+from leadersboard.store_access import compose_key_vars
+from scorer.settings import ScorerSettings
 from tools.bridge.settings import BridgeSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,6 +49,7 @@ APP_SETTINGS: dict[str, type[BaseSettings]] = {
     "ingest": IngestSettings,
     "dispatcher": DispatcherSettings,
     "nats-init": DispatcherSettings,
+    "scorer": ScorerSettings,
     "frontend": FrontendSettings,
 }
 # nats-init only declares the NATS topology: of the dispatcher's settings it needs the NATS ones alone.
@@ -58,13 +62,14 @@ SERVICE_CLASSES: tuple[type[BaseSettings], ...] = (
     DispatcherSettings,
     RunnerSettings,
     FrontendSettings,
+    ScorerSettings,
     BridgeSettings,
 )
 MLFLOW_AUTH_SECRETS = ["MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"]
 # Values that must never have a default in the compose file: compose must refuse to start without them.
 THIRD_PARTY_SECRETS = {
     "minio": ["MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"],
-    "minio-init": ["MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "LB_S3_ACCESS_KEY", "LB_S3_SECRET_KEY"],
+    "minio-init": ["MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", *(v for s in STORE_SERVICES for v in compose_key_vars(s))],
     "mlflow": ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", *MLFLOW_AUTH_SECRETS],
     "nats": [compose_password_var(user) for user in NATS_USERS],
 }

@@ -16,6 +16,7 @@ from leadersboard.settings import NatsSettings, S3Settings
 from tests.api_fixtures import alice, api, app, bob, jobs, settings, tokens  # noqa: F401  (shared fixtures)
 from tests.compose_fixtures import compose, env, gpu_host_raw, gpu_host_services, raw, services  # noqa: F401  (compose files)
 from tests.sandbox_fixtures import data_root  # noqa: F401  (shared fixture)
+from tests.scorer_fixtures import benchmark_split, mlflow_env, scorer_mlflow, scoring  # noqa: F401  (shared fixtures)
 from tests.stack_fixtures import admin, demo, stack  # noqa: F401  (shared fixtures)
 from tests.web_fixtures import browser, chromium, page, web  # noqa: F401  (shared fixtures)
 from tools.stack.procs import SeaweedPorts, free_port

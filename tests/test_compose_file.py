@@ -102,10 +102,10 @@ def test_dependencies_exist_and_start_in_order(services: dict[str, Any]) -> None
     assert depends_on(services["minio"]).get("nats-init") == "service_completed_successfully"
     assert depends_on(services["minio-init"]).get("minio") == "service_healthy"
     # Every LeadersBoard service starts on a declared topology and a configured bucket.
-    for name in ["ingest", "dispatcher", *runner_services(services)]:
+    for name in ["ingest", "dispatcher", "scorer", *runner_services(services)]:
         assert depends_on(services[name]).get("minio-init") == "service_completed_successfully", name
         assert depends_on(services[name]).get("nats-init") == "service_completed_successfully", name
-    for name in runner_services(services):
+    for name in ["scorer", *runner_services(services)]:  # both log to MLflow
         assert depends_on(services[name]).get("mlflow") == "service_healthy", name
 
 

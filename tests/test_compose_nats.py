@@ -16,6 +16,7 @@ from leadersboard import keys
 from leadersboard.nats_permissions import (
     DISPATCHER_CONSUMER,
     RUNNER_CONSUMER,
+    SCORER_CONSUMER,
     compose_password_var,
     render_authorization,
 )
@@ -46,7 +47,13 @@ def nats_user_of(name: str) -> str:
     """The NATS user each compose service must connect as (leadersboard/nats_permissions.py)."""
     if RUNNER_SERVICE.match(name):
         return "runner"
-    return {"nats-init": "admin", "ingest": "ingest", "dispatcher": "dispatcher", "minio": "events"}[name]
+    return {
+        "nats-init": "admin",
+        "ingest": "ingest",
+        "dispatcher": "dispatcher",
+        "scorer": "scorer",
+        "minio": "events",
+    }[name]
 
 
 def test_every_nats_client_connects_as_its_own_user(
@@ -94,8 +101,10 @@ def test_compose_uses_the_topology_names_the_permissions_name(
     # The permissions in nats.conf are rendered for the default stream, subject, bucket and consumer names.
     dispatcher = app_settings("dispatcher", services, monkeypatch)
     runner = app_settings("runner-gpu0", services, monkeypatch)
+    scorer = app_settings("scorer", services, monkeypatch)
     assert dispatcher.consumer_name == DISPATCHER_CONSUMER  # type: ignore[attr-defined]
     assert runner.consumer_name == RUNNER_CONSUMER  # type: ignore[attr-defined]
+    assert scorer.consumer_name == SCORER_CONSUMER  # type: ignore[attr-defined]
     defaults = NatsSettings()
     for name in nats_services(services):
         settings = app_settings(name, services, monkeypatch)

@@ -15,6 +15,8 @@ from pydantic import SecretStr
 from frontend.settings import FrontendSettings
 from gpu_runner.settings import RunnerSettings
 from ingest.settings import IngestSettings
+from leadersboard.store_access import MLFLOW, compose_key_vars
+from scorer.settings import ScorerSettings
 from tests.compose_fixtures import (
     APP_SETTINGS,
     COMPOSE_FILE,
@@ -188,14 +190,16 @@ def test_ports_agree_with_the_design_and_the_settings(
     assert f"127.0.0.1:{PORTS['mlflow']}/health" in " ".join(services["mlflow"]["healthcheck"]["test"])
 
 
-def test_mlflow_alone_holds_s3_credentials_for_artifacts(services: dict[str, Any]) -> None:
+def test_mlflow_alone_holds_s3_credentials_for_artifacts(raw: dict[str, Any], services: dict[str, Any]) -> None:
     mlflow = services["mlflow"]
     args = command_args(mlflow)
     assert args[:2] == ["mlflow", "server"]
     assert "--serve-artifacts" in args
-    variables = environment(mlflow)
-    assert variables["AWS_ACCESS_KEY_ID"] == environment(services["ingest"])["LB_INGEST_S3_ACCESS_KEY"]
-    assert variables["AWS_SECRET_ACCESS_KEY"] == environment(services["ingest"])["LB_INGEST_S3_SECRET_KEY"]
+    # Its own identity (compared before interpolation: the .env variables, not values equal by chance).
+    raw_variables = environment(raw["services"]["mlflow"])
+    for var, own in zip(("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"), compose_key_vars(MLFLOW), strict=True):
+        match = REQUIRED_FROM_ENV_FILE.match(raw_variables[var])
+        assert match and match["var"] == own, f"mlflow: {var} must be ${{{own}:?...}}"
     for name, service in services.items():
         if name != "mlflow":
             leaked = [v for v in environment(service) if v.startswith(("AWS_", "MLFLOW_"))]
@@ -231,3 +235,13 @@ def test_mlflow_authenticates_and_only_the_platform_holds_accounts(
         assert runner.mlflow_password == ingest.mlflow_runner_password
         assert raw_env[name]["LB_RUNNER_MLFLOW_PASSWORD"] == raw_env["ingest"]["LB_INGEST_MLFLOW_RUNNER_PASSWORD"]
         assert raw_env[name]["LB_RUNNER_MLFLOW_PASSWORD"] != raw_env["ingest"]["LB_INGEST_MLFLOW_ADMIN_PASSWORD"]
+    # The scorer logs verified scores with its own account, which ingest creates.
+    scorer = app_settings("scorer", services, monkeypatch)
+    assert isinstance(scorer, ScorerSettings) and ingest.mlflow_scorer_password is not None
+    assert scorer.mlflow_username == ingest.mlflow_scorer_user
+    assert scorer.mlflow_password == ingest.mlflow_scorer_password
+    assert scorer.mlflow_tracking_uri == f"http://mlflow:{PORTS['mlflow']}"
+    assert raw_env["scorer"]["LB_SCORER_MLFLOW_PASSWORD"] == raw_env["ingest"]["LB_INGEST_MLFLOW_SCORER_PASSWORD"]
+    passwords = {raw_env["scorer"]["LB_SCORER_MLFLOW_PASSWORD"], raw_env["ingest"]["LB_INGEST_MLFLOW_RUNNER_PASSWORD"],
+                 raw_env["ingest"]["LB_INGEST_MLFLOW_ADMIN_PASSWORD"]}  # fmt: skip
+    assert len(passwords) == 3, "the admin, the runners and the scorer each have their own MLflow password"

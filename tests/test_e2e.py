@@ -106,8 +106,9 @@ def test_job_sees_no_platform_secret(stack: tuple[Stack, dict[str, Any]], demo: 
     log_text, _, _ = demo.logs(sid)
     assert "PATH=" in log_text
     mlflow_runner_password = the_stack.secrets.mlflow["runner_password"]  # the runner logs runs with it
+    runner_s3_keys = the_stack.secrets.s3_keys["runner"]  # the runner's own S3 identity
     for secret in (the_stack.secrets.s3_secret_key, the_stack.secrets.s3_access_key, info["admin_token"],
-                   mlflow_runner_password):  # fmt: skip
+                   mlflow_runner_password, *runner_s3_keys):  # fmt: skip
         assert secret not in log_text
     assert "LB_" not in log_text and "MLFLOW_TRACKING" not in log_text
 
@@ -193,6 +194,8 @@ def test_no_secret_in_any_service_log(stack: tuple[Stack, dict[str, Any]], demo:
         "manifest secret": the_stack.secrets.manifest_secret,
         "MLflow admin password": the_stack.secrets.mlflow["admin_password"],
         "MLflow runner password": the_stack.secrets.mlflow["runner_password"],
+        "MLflow scorer password": the_stack.secrets.mlflow["scorer_password"],
+        **{f"{service}'s S3 secret key": keys[1] for service, keys in the_stack.secrets.s3_keys.items()},
     }
     logs = sorted(the_stack.logs.glob("*.log"))
     assert {p.stem for p in logs} >= {"ingest", "dispatcher", "runner", "bridge", "mlflow", "seaweedfs", "nats-server"}

@@ -88,7 +88,8 @@ for path in ({str(the_stack.data_dir / "secrets.json")!r}, {str(the_stack.data_d
     env = json.loads(log.split("ENV ", 1)[1].splitlines()[0])
     assert set(env) <= ALLOWED_ENV
     for secret in (the_stack.secrets.s3_secret_key, the_stack.secrets.s3_access_key, info["admin_token"],
-                   info["demo_token"], the_stack.secrets.manifest_secret):  # fmt: skip
+                   info["demo_token"], the_stack.secrets.manifest_secret,
+                   *the_stack.secrets.s3_keys["runner"]):  # fmt: skip
         assert secret not in log
     assert max(json.loads(log.split("PIDS ", 1)[1].splitlines()[0])) < 10  # its own pid namespace
     assert log.count("secret file hidden") == 2

@@ -27,10 +27,13 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from nats.js.kv import KeyValue
 from pydantic import SecretStr
 
-from leadersboard import nats_io
+from leadersboard import nats_io, store_access
+from leadersboard.benchmarks.catalogue import BenchmarkCatalogue
 from leadersboard.issued import IssuedStore
 from leadersboard.jobs import JobStore
-from leadersboard.models.queue import JobMessage
+from leadersboard.keys import kv_benchmark_key
+from leadersboard.models.benchmarks import BenchmarkInfo, BenchmarkRecord, CategorySummary, StoredPart
+from leadersboard.models.queue import JobMessage, ScoreRequest
 from leadersboard.models.records import JobRecord, JobStatus, Quota, QuotaOverride, Role
 from leadersboard.nats_permissions import (
     ADMIN,
@@ -40,6 +43,8 @@ from leadersboard.nats_permissions import (
     INGEST,
     RUNNER,
     RUNNER_CONSUMER,
+    SCORER,
+    SCORER_CONSUMER,
     USERS,
     inbox_prefix,
 )
@@ -122,6 +127,21 @@ def _record(user: str, sid: str) -> JobRecord:
     return JobRecord(
         submission_id=sid, user=user, entrypoint="main.py", config="config.yaml", created_at=datetime.now(UTC)
     )
+
+
+def _benchmark(name: str, version: int = 1) -> BenchmarkRecord:
+    part = StoredPart(key=f"{name}/v{version}/part.zip", size=1, sha256="0" * 64)
+    info = BenchmarkInfo(
+        name=name, version=version, layout="mvtec_ad", public_sha256=part.sha256, reference_sha256=part.sha256,
+        categories={"bottle": CategorySummary(train=2, test=2, masks=True)},
+    )  # fmt: skip
+    return BenchmarkRecord(info=info, status="ready", public=part, reference=part, created_by="admin")
+
+
+def _score_request(user: str, sid: str) -> bytes:
+    request = ScoreRequest(user=user, submission_id=sid, benchmark="bench", benchmark_version=1,
+                           requested_at=datetime.now(UTC))  # fmt: skip
+    return request.model_dump_json().encode()
 
 
 # --- anonymous and wrong credentials -------------------------------------------------------------
@@ -244,6 +264,38 @@ async def test_the_runner_cannot_redirect_records_or_jobs_to_another_subject(as_
     assert (await admin.js.stream_info(T.events_stream)).state.messages == events_before
 
 
+async def test_the_runner_asks_for_scoring_and_reads_benchmarks_but_cannot_score_or_register(as_user: Any) -> None:
+    """A runner publishes the score request of a benchmark job it ran and reads the benchmark's record; the
+    scoring queue itself (where it could take or drop requests) and the catalogue are not its to touch."""
+    admin, runner = await as_user(ADMIN), await as_user(RUNNER)
+    await BenchmarkCatalogue(await admin.bind(T.benchmarks_kv_bucket)).put(_benchmark("runner-bench"))
+    waiting = (await admin.js.stream_info(T.scoring_stream)).state.messages
+    ack = await runner.js.publish(T.scoring_subject, _score_request("alice", "job-s1"))
+    assert ack.stream == T.scoring_stream
+    catalogue = BenchmarkCatalogue(await runner.bind(T.benchmarks_kv_bucket))
+    found = await catalogue.get("runner-bench", 1)
+    assert found is not None and found.status == "ready"
+    assert runner.violations.empty()
+
+    stream = T.scoring_stream
+    next_request = b'{"batch": 1}'
+    assert stream.lower() in await runner.denied_request(f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{SCORER_CONSUMER}",
+                                                         next_request)  # fmt: skip
+    assert stream.lower() in await runner.denied_request(f"$JS.API.CONSUMER.INFO.{stream}.{SCORER_CONSUMER}")
+    assert stream.lower() in await runner.denied_request(f"$JS.API.CONSUMER.CREATE.{stream}.{SCORER_CONSUMER}", b"{}")
+    assert stream.lower() in await runner.denied_request(f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.mine", b"{}")
+    assert stream.lower() in await runner.denied_request(f"$JS.API.STREAM.PURGE.{stream}")
+    # Neither register nor mark a benchmark ready, nor watch the catalogue (a push consumer).
+    key = kv_benchmark_key("runner-bench", 2)
+    assert f"$KV.{T.benchmarks_kv_bucket}".lower() in await runner.denied_request(
+        f"$KV.{T.benchmarks_kv_bucket}.{key}", _benchmark("runner-bench", 2).model_dump_json().encode()
+    )
+    bucket_stream = f"KV_{T.benchmarks_kv_bucket}"
+    assert bucket_stream.lower() in await runner.denied_request(f"$JS.API.CONSUMER.CREATE.{bucket_stream}", b"{}")
+    assert await catalogue.get("runner-bench", 2) is None
+    assert (await admin.js.stream_info(stream)).state.messages == waiting + 1  # its request is still there
+
+
 # --- ingest --------------------------------------------------------------------------------------
 
 
@@ -284,6 +336,22 @@ async def test_ingests_own_operations_work(as_user: Any) -> None:
     assert ingest.violations.empty()
 
 
+async def test_ingest_registers_benchmarks_and_asks_for_rescoring_but_cannot_score(as_user: Any) -> None:
+    admin, ingest = await as_user(ADMIN), await as_user(INGEST)
+    catalogue = BenchmarkCatalogue(await ingest.bind(T.benchmarks_kv_bucket))
+    await catalogue.create(_benchmark("ingest-bench"))
+    assert "ingest-bench" in [r.info.name for r in await catalogue.listing()]
+    waiting = (await admin.js.stream_info(T.scoring_stream)).state.messages
+    ack = await ingest.js.publish(T.scoring_subject, _score_request("carol", "sub-r1"))
+    assert ack.stream == T.scoring_stream
+    assert ingest.violations.empty()
+    stream = T.scoring_stream
+    assert stream.lower() in await ingest.denied_request(f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{SCORER_CONSUMER}",
+                                                         b'{"batch": 1}')  # fmt: skip
+    assert stream.lower() in await ingest.denied_request(f"$JS.API.CONSUMER.CREATE.{stream}.steal", b"{}")
+    assert (await admin.js.stream_info(stream)).state.messages == waiting + 1
+
+
 # --- the dispatcher ------------------------------------------------------------------------------
 
 
@@ -318,8 +386,73 @@ async def test_the_dispatchers_own_operations_work(as_user: Any) -> None:
 
 async def test_the_dispatcher_cannot_write_tokens_or_quotas(as_user: Any) -> None:
     dispatcher = await as_user(DISPATCHER)
-    for bucket in (T.tokens_kv_bucket, T.quotas_kv_bucket):
+    for bucket in (T.tokens_kv_bucket, T.quotas_kv_bucket, T.benchmarks_kv_bucket):
         assert f"$KV.{bucket}".lower() in await dispatcher.denied_request(f"$KV.{bucket}.default", b"{}")
+    # Benchmarks and scoring are none of its business: it copies a manifest's benchmark fields, nothing more.
+    stream = f"KV_{T.benchmarks_kv_bucket}"
+    assert stream.lower() in await dispatcher.denied_request(f"$JS.API.STREAM.INFO.{stream}")
+    await dispatcher.nc.publish(T.scoring_subject, b"{}")
+    assert T.scoring_subject.lower() in await dispatcher.violation()
+
+
+# --- the scorer ----------------------------------------------------------------------------------
+
+
+async def test_the_scorers_own_operations_work(as_user: Any) -> None:
+    """It takes a score request, reads the job's benchmark record and settles the job's record by key."""
+    admin, scorer = await as_user(ADMIN), await as_user(SCORER)
+    await BenchmarkCatalogue(await admin.bind(T.benchmarks_kv_bucket)).put(_benchmark("bench"))
+    await JobStore(await admin.bind(T.jobs_kv_bucket)).create(_record("erin", "sub-s1"))
+    await admin.js.publish(T.scoring_subject, _score_request("erin", "sub-s1"))
+
+    pull = await scorer.js.pull_subscribe(
+        T.scoring_subject, durable=SCORER_CONSUMER, stream=T.scoring_stream,
+        config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT),
+    )  # fmt: skip
+    while True:  # requests other tests of this module left on the queue first
+        [message] = await pull.fetch(1, timeout=5)
+        request = ScoreRequest.model_validate_json(message.data)
+        if request.submission_id == "sub-s1":
+            break
+        await message.ack()
+    await message.in_progress()
+    await message.nak(delay=0.1)
+    [message] = await pull.fetch(1, timeout=5)
+    assert ScoreRequest.model_validate_json(message.data) == request
+    benchmark = await BenchmarkCatalogue(await scorer.bind(T.benchmarks_kv_bucket)).get(request.benchmark, 1)
+    assert benchmark is not None and benchmark.reference.key == "bench/v1/part.zip"
+    jobs = JobStore(await scorer.bind(T.jobs_kv_bucket))
+
+    def complete(current: JobRecord) -> JobRecord:
+        current.status = JobStatus.COMPLETED
+        return current
+
+    assert await jobs.update(request.user, request.submission_id, complete) is not None
+    await message.ack()
+    await pull.unsubscribe()
+    stored = await jobs.get("erin", "sub-s1")
+    assert stored is not None and stored.status is JobStatus.COMPLETED
+    assert scorer.violations.empty()
+
+
+async def test_the_scorer_cannot_publish_jobs_or_touch_tokens_quotas_or_the_catalogue(as_user: Any) -> None:
+    scorer = await as_user(SCORER)
+    for subject in (T.jobs_subject, T.events_subject, T.scoring_subject):
+        await scorer.nc.publish(subject, b"{}")
+        assert subject.lower() in await scorer.violation()
+    for bucket in (T.tokens_kv_bucket, T.quotas_kv_bucket, T.issued_kv_bucket, T.benchmarks_kv_bucket):
+        assert f"$KV.{bucket}".lower() in await scorer.denied_request(f"$KV.{bucket}.x", b"{}")
+    for bucket in (T.tokens_kv_bucket, T.quotas_kv_bucket, T.issued_kv_bucket):
+        stream = f"KV_{bucket}"
+        assert stream.lower() in await scorer.denied_request(f"$JS.API.STREAM.INFO.{stream}")
+    # No consumer but its own durable: not the work queue, not the events, no push consumer on a bucket.
+    for stream, name in [(T.jobs_stream, RUNNER_CONSUMER), (T.events_stream, DISPATCHER_CONSUMER)]:
+        assert stream.lower() in await scorer.denied_request(f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{name}",
+                                                             b'{"batch": 1}')  # fmt: skip
+    for stream in (f"KV_{T.jobs_kv_bucket}", f"KV_{T.benchmarks_kv_bucket}", T.scoring_stream):
+        assert stream.lower() in await scorer.denied_request(f"$JS.API.CONSUMER.CREATE.{stream}", b"{}")
+    await scorer.nc.subscribe(f"{inbox_prefix(RUNNER)}.>")
+    assert "subscription" in await scorer.violation()
 
 
 # --- the events publisher (the SeaweedFS bridge, MinIO's notifier) --------------------------------
@@ -348,9 +481,11 @@ def test_a_data_dir_from_before_gets_nats_passwords_once(tmp_path: Path) -> None
                                 "manifest_secret": "e"}))  # fmt: skip
     first = Secrets.load_or_create(path)
     assert set(first.nats_passwords) == set(USERS)
-    assert (first.admin_token, first.manifest_secret) == ("c", "e")
+    assert set(first.s3_keys) == set(store_access.SERVICES)  # and each service its own S3 identity
+    assert (first.admin_token, first.manifest_secret, first.s3_access_key) == ("c", "e", "a")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert Secrets.load_or_create(path).nats_passwords == first.nats_passwords
+    again = Secrets.load_or_create(path)
+    assert (again.nats_passwords, again.s3_keys) == (first.nats_passwords, first.s3_keys)
 
 
 async def test_the_stacks_nats_refuses_anonymous_clients(stack: tuple[Stack, dict[str, Any]]) -> None:
@@ -363,7 +498,7 @@ def test_a_job_completes_with_every_service_on_its_own_nats_user(
     stack: tuple[Stack, dict[str, Any]], tmp_path: Path
 ) -> None:
     the_stack, info = stack
-    expected = {"bridge": EVENTS, "ingest": INGEST, "dispatcher": DISPATCHER, "runner": RUNNER}
+    expected = {"bridge": EVENTS, "ingest": INGEST, "dispatcher": DISPATCHER, "runner": RUNNER, "scorer": SCORER}
     for name, user in expected.items():
         env = the_stack.process(name).env
         [prefix] = {key.removesuffix("NATS_USER") for key in env if key.endswith("_NATS_USER")}

@@ -22,9 +22,10 @@ from dispatcher.settings import DispatcherSettings
 from frontend.settings import FrontendSettings
 from gpu_runner.settings import RunnerSettings
 from ingest.settings import IngestSettings
-from leadersboard.nats_permissions import DISPATCHER, EVENTS, INGEST, RUNNER
+from leadersboard.nats_permissions import DISPATCHER, EVENTS, INGEST, RUNNER, SCORER
 from leadersboard.service import REFUSED_EXIT_STATUS
 from leadersboard.settings import S3Settings, settings_env
+from scorer.settings import ScorerSettings
 from tools.bridge.settings import BridgeSettings
 from tools.stack.procs import ManagedProcess, free_port, http_ready
 from tools.stack.services import NatsServer, Seaweed
@@ -71,6 +72,11 @@ def frontend(_: NatsServer, __: S3Settings, ___: Seaweed, ____: Path) -> Started
     return Started(settings, serving(f"http://127.0.0.1:{settings.port}/frontend/health"))
 
 
+def scorer(nats: NatsServer, s3: S3Settings, _: Seaweed, tmp_path: Path) -> Started:
+    settings = ScorerSettings(**nats.settings(SCORER).model_dump(), **s3.model_dump(), work_dir=tmp_path / "scorer")
+    return Started(settings, logged("scorer consuming"))
+
+
 def bridge(nats: NatsServer, s3: S3Settings, seaweed: Seaweed, tmp_path: Path) -> Started:
     settings = BridgeSettings(
         **nats.settings(EVENTS).model_dump(), **s3.model_dump(), filer_address=seaweed.filer_address,
@@ -86,6 +92,7 @@ def bridge(nats: NatsServer, s3: S3Settings, seaweed: Seaweed, tmp_path: Path) -
         ("gpu_runner", "gpu_runner", runner),
         ("ingest", "ingest", ingest),
         ("frontend", "frontend", frontend),
+        ("scorer", "scorer", scorer),
         ("tools.bridge", "bridge", bridge),
     ],
 )
@@ -120,6 +127,7 @@ def test_sigterm_stops_the_service_cleanly(
         ("dispatcher", "LB_DISPATCHER_FETCH_BATCH", "many", "LB_DISPATCHER_FETCH_BATCH: Input should be a valid"),
         ("gpu_runner", "LB_RUNNER_MAX_ATTEMPTS", "many", "LB_RUNNER_MAX_ATTEMPTS: Input should be a valid integer"),
         ("frontend", "LB_FRONTEND_PORT", "many", "LB_FRONTEND_PORT: Input should be a valid integer"),
+        ("scorer", "LB_SCORER_MAX_DELIVERIES", "many", "LB_SCORER_MAX_DELIVERIES: Input should be a valid integer"),
         ("tools.bridge", "LB_BRIDGE_RESTART_BACKOFF_S", "many", "LB_BRIDGE_RESTART_BACKOFF_S: Input should be a"),
         # A rule across settings names them itself.
         ("ingest", "LB_INGEST_MLFLOW_PROXY_PORT", "5010", "mlflow_admin_password: required with mlflow_proxy_port"),

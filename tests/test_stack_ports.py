@@ -69,6 +69,9 @@ def _secrets(stack: Stack) -> set[str]:
         elif isinstance(value, dict):
             for inner in value.values():
                 walk(inner)
+        elif isinstance(value, list):  # each service's S3 key pair
+            for inner in value:
+                walk(inner)
 
     walk(dataclasses.asdict(stack.secrets))
     walk(stack.seaweed.security.jwt_keys())
@@ -221,6 +224,14 @@ def test_every_open_port_is_known(stack: tuple[Stack, dict[str, Any]]) -> None:
     assert not unknown, f"ports nobody classified (add a probe to {__name__}): {unknown}"
     # And the probes are not vacuous: every port they expect is open.
     assert set(probes) <= set(listening), {probes[port][0] for port in set(probes) - set(listening)}
+
+
+def test_the_workers_open_no_port(stack: tuple[Stack, dict[str, Any]]) -> None:
+    """The dispatcher, the runner and the scorer only connect out (NATS, the store, MLflow): nothing to probe."""
+    for name in ("dispatcher", "runner", "scorer"):
+        process = stack[0].process(name)
+        assert process.alive, name
+        assert listening_tcp_ports(process_tree([process.pid])) == {}, name
 
 
 def test_every_port_refuses_anonymous_clients(stack: tuple[Stack, dict[str, Any]]) -> None:

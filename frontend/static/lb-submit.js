@@ -1,5 +1,6 @@
-/* The Submit tab: pick files or a folder, choose entrypoint and config, check the metadata JSON as it is typed,
- * and upload straight to the store with a progress bar per file and overall (LB.UploadRun, lb-upload.js). */
+/* The Submit tab: pick files or a folder, choose entrypoint, config and (optionally) an official benchmark, check
+ * the metadata JSON as it is typed, and upload straight to the store with a progress bar per file and overall
+ * (LB.UploadRun, lb-upload.js). */
 (function () {
   "use strict";
   const LB = (window.LB = window.LB || {});
@@ -12,7 +13,7 @@
   const MAX_FILES = 200;
   const CONFIG_EXT = /\.(ya?ml|json|toml|ini|cfg)$/i;
 
-  const S = { files: new Map(), run: null, metadataOk: true, metadata: {}, submitted: null, error: null, frame: 0 };
+  const S = { files: new Map(), run: null, metadataOk: true, metadata: {}, submitted: null, error: null, frame: 0, benchmarks: [], benchmarkError: null };
   let ui = null;
 
   function pathProblem(path) {
@@ -102,6 +103,53 @@
       }
     }
     updateButton();
+  }
+
+  /* The ready benchmarks (GET /api/v1/benchmarks: the latest version of each) fill the select; none = self-reported. */
+  async function loadBenchmarks() {
+    S.benchmarkError = null;
+    if (LB.state.token) {
+      try {
+        S.benchmarks = (await LB.api("/benchmarks")).data.benchmarks || [];
+      } catch (err) {
+        S.benchmarks = [];
+        S.benchmarkError = LB.describeError(err);
+      }
+    } else {
+      S.benchmarks = [];
+    }
+    renderBenchmarks();
+  }
+
+  function renderBenchmarks() {
+    if (!ui) return;
+    const current = ui.benchmark.value;
+    const options = S.benchmarks.map((b) => h("option", { value: b.name }, b.name + " v" + b.version));
+    ui.benchmark.replaceChildren(h("option", { value: "" }, LB.t("benchmark_none")), ...options);
+    ui.benchmark.value = S.benchmarks.some((b) => b.name === current) ? current : "";
+    renderBenchmarkInfo();
+  }
+
+  function renderBenchmarkInfo() {
+    const chosen = S.benchmarks.find((b) => b.name === ui.benchmark.value);
+    const out = ui.benchmarkInfo;
+    out.className = "lb-check" + (S.benchmarkError ? " lb-bad" : "");
+    if (S.benchmarkError) {
+      out.replaceChildren(LB.t("benchmark_load_failed", { message: S.benchmarkError }));
+    } else if (!chosen) {
+      out.replaceChildren(S.benchmarks.length || !LB.state.token ? "" : LB.t("benchmark_none_ready"));
+    } else {
+      const categories = Object.values(chosen.categories || {});
+      const info = LB.t("benchmark_info", {
+        name: chosen.name,
+        version: chosen.version,
+        categories: categories.length,
+        test: categories.reduce((n, c) => n + c.test, 0),
+        maps: categories.some((c) => c.masks) ? LB.t("benchmark_maps") : "",
+        description: chosen.description || "",
+      });
+      out.replaceChildren(h("div", null, info), chosen.license ? h("div", null, LB.t("benchmark_license", { license: chosen.license })) : null);
+    }
   }
 
   function blocker() {
@@ -205,6 +253,7 @@
       entrypoint: ui.entrypoint.value,
       config: ui.config.value,
       metadata: S.metadata,
+      benchmark: ui.benchmark.value,
       concurrency: LB.state.config.upload_concurrency,
       onUpdate: (r) => {
         scheduleProgress();
@@ -239,6 +288,8 @@
     ui.summary = h("div", { class: "lb-summary", id: "lb-files-summary" });
     ui.entrypoint = h("select", { id: "lb-entrypoint", onchange: updateButton });
     ui.config = h("select", { id: "lb-config", onchange: updateButton });
+    ui.benchmark = h("select", { id: "lb-benchmark", onchange: renderBenchmarkInfo });
+    ui.benchmarkInfo = h("div", { class: "lb-check", id: "lb-benchmark-info", "aria-live": "polite" });
     ui.metadata = h("textarea", { id: "lb-metadata", rows: 4, spellcheck: false, dataset: { i18nPlaceholder: "meta_placeholder" }, placeholder: LB.t("meta_placeholder"), oninput: checkMetadata });
     ui.metaCheck = h("div", { class: "lb-check", id: "lb-metadata-check", "aria-live": "polite" });
     ui.submit = h("button", { type: "button", class: "lb-btn lb-primary", id: "lb-submit-btn", onclick: submit }, tx("submit"));
@@ -264,14 +315,16 @@
     panel.replaceChildren(
       h("div", { class: "lb-grid" },
         h("section", { class: "lb-card" }, h("h2", null, tx("files_title")), tx("files_hint", { class: "lb-hint" }), drop, ui.empty, ui.fileTable, ui.summary),
-        h("section", { class: "lb-card" }, h("h2", null, tx("settings_title")), field("entrypoint", ui.entrypoint, "entrypoint_hint"), field("config_file", ui.config, "config_hint"), field("metadata", ui.metadata, null), ui.metaCheck)),
+        h("section", { class: "lb-card" }, h("h2", null, tx("settings_title")), field("entrypoint", ui.entrypoint, "entrypoint_hint"), field("config_file", ui.config, "config_hint"), field("benchmark", ui.benchmark, "benchmark_hint"), ui.benchmarkInfo, field("metadata", ui.metadata, null), ui.metaCheck)),
       h("section", { class: "lb-card lb-submit-card" }, h("div", { class: "lb-actions" }, ui.submit, ui.cancel, ui.why), ui.progress, ui.result)
     );
     renderFiles();
     checkMetadata();
-    LB.on("token", updateButton);
+    renderBenchmarks();
+    loadBenchmarks();
+    LB.on("token", () => { updateButton(); loadBenchmarks(); });
     LB.on("jobs", renderResult);
-    LB.on("lang", () => { renderFiles(); checkMetadata(); renderProgress(); renderResult(); });
+    LB.on("lang", () => { renderFiles(); checkMetadata(); renderBenchmarks(); renderProgress(); renderResult(); });
   };
 
   LB.loaded.submit = true;

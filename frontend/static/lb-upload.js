@@ -84,7 +84,7 @@
     }
 
     async run() {
-      const { entrypoint, config, metadata } = this.options;
+      const { entrypoint, config, metadata, benchmark } = this.options;
       this.startedAt = performance.now();
       this.phase = "hashing";
       for (const f of this.files) {
@@ -107,7 +107,9 @@
       this.phase = "requesting";
       this.update();
       const declared = this.files.map((f) => (f.sha256 ? { path: f.path, size: f.size, sha256: f.sha256 } : { path: f.path, size: f.size }));
-      const created = (await LB.api("/submissions", { method: "POST", body: { entrypoint, config, metadata, files: declared } })).data;
+      const body = { entrypoint, config, metadata, files: declared };
+      if (benchmark) body.benchmark = benchmark; // none: the guide's self-reported path
+      const created = (await LB.api("/submissions", { method: "POST", body })).data;
       this.submissionId = created.submission_id;
       this.checkAborted();
       this.phase = "uploading";

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, field_validator
 
-from leadersboard.keys import BENCHMARK_NAME_PATTERN
+from leadersboard.benchmarks.source import CATEGORY_NAME_PATTERN
+from leadersboard.keys import BENCHMARK_NAME_PATTERN, is_benchmark_name
 from leadersboard.limits import (
     MAX_DATASET_CHARS,
     MAX_METADATA_BYTES,
@@ -18,9 +20,23 @@ from leadersboard.limits import (
 )
 from leadersboard.metadata import check_metadata
 from leadersboard.models.base import StrictModel
-from leadersboard.models.submission import MAX_FILES, SAFE_PATH, FileSpec, check_relative_path, missing_declared
+from leadersboard.models.benchmarks import BenchmarkInfo, CategorySummary, Layout
+from leadersboard.models.submission import (
+    MAX_FILES,
+    MAX_OBJECT_BYTES,
+    SAFE_PATH,
+    FileSpec,
+    check_relative_path,
+    missing_declared,
+)
 
 __all__ = [
+    "BenchmarkCategory",
+    "BenchmarkListing",
+    "BenchmarkPart",
+    "BenchmarkView",
+    "CreateBenchmarkRequest",
+    "CreateBenchmarkResponse",
     "CreateSubmissionRequest",
     "CreateSubmissionResponse",
     "ErrorBody",
@@ -28,6 +44,7 @@ __all__ = [
     "MultipartUpload",
     "PresentFile",
     "PresignedRequest",
+    "RescoreResponse",
     "UploadItem",
     "UploadPart",
 ]
@@ -162,3 +179,119 @@ class ErrorDetail(StrictModel):
 
 class ErrorBody(StrictModel):
     error: ErrorDetail
+
+
+# --- official benchmarks (an admin registers them; everyone lists them) --------------------------------------------
+
+NEXT_VERSION_HEADER = "X-Next-Version"
+"""On a 409 of `POST /api/v1/admin/benchmarks`: the version the client should pack the parts for instead."""
+MAX_BENCHMARK_VERSION = 1_000_000
+MAX_BENCHMARK_CATEGORIES = 1000
+MAX_CATEGORY_IMAGES = 10_000_000
+MAX_BENCHMARK_TEXT_CHARS = 2000
+MAX_LICENSE_CHARS = 200
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+
+
+class BenchmarkCategory(StrictModel):
+    """A category's image counts as registered (CategorySummary, bounded at the edge)."""
+
+    train: int = Field(ge=1, le=MAX_CATEGORY_IMAGES)
+    test: int = Field(ge=2, le=MAX_CATEGORY_IMAGES, description="Test images (good and defective: both are needed).")
+    masks: bool = Field(description="Whether the defective test images have masks (pixel metrics are scored).")
+
+
+class BenchmarkPart(StrictModel):
+    """One packed part (a zip) of a benchmark version, as the admin's client declares it."""
+
+    size: int = Field(ge=1, le=MAX_OBJECT_BYTES, description="Bytes of the zip.")
+    sha256: str = Field(pattern=SHA256_PATTERN, description="sha256 of the zip (lowercase hex).")
+
+
+class CreateBenchmarkRequest(StrictModel):
+    """The body of `POST /api/v1/admin/benchmarks`: a benchmark version whose two parts the client has packed
+    (leadersboard/benchmarks/package.py). `version` is the one its `index.json` and `reference.json` name: the
+    next free version of `name`, or the version being uploaded with these very parts (the upload resumes)."""
+
+    name: str = Field(
+        max_length=63,
+        description="Lowercase letters, digits, `_` and `-`.",
+        json_schema_extra={"pattern": BENCHMARK_NAME_PATTERN},
+    )
+    version: int = Field(ge=1, le=MAX_BENCHMARK_VERSION)
+    description: str = Field(default="", max_length=MAX_BENCHMARK_TEXT_CHARS)
+    license: str = Field(default="", max_length=MAX_LICENSE_CHARS)
+    layout: Layout
+    categories: dict[str, BenchmarkCategory] = Field(
+        min_length=1,
+        max_length=MAX_BENCHMARK_CATEGORIES,
+        json_schema_extra={"propertyNames": {"pattern": CATEGORY_NAME_PATTERN}},
+    )
+    public_sha256: str = Field(pattern=SHA256_PATTERN, description="Digest of the public tree (split.tree_sha256).")
+    reference_sha256: str = Field(pattern=SHA256_PATTERN, description="Digest of the reference tree.")
+    public: BenchmarkPart = Field(description="`public.zip`: what jobs see at `benchmark/`.")
+    reference: BenchmarkPart = Field(description="`reference.zip`: labels and masks, for the scorer only.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        if not is_benchmark_name(name):
+            raise ValueError(f"must match {BENCHMARK_NAME_PATTERN}")
+        return name
+
+    @field_validator("categories")
+    @classmethod
+    def _category_names(cls, categories: dict[str, BenchmarkCategory]) -> dict[str, BenchmarkCategory]:
+        bad = [name[:60] for name in categories if re.fullmatch(CATEGORY_NAME_PATTERN[1:-1], name) is None]
+        if bad:
+            raise ValueError(f"category names must match {CATEGORY_NAME_PATTERN}: {', '.join(bad[:5])}")
+        return categories
+
+    def info(self) -> BenchmarkInfo:
+        """The catalogue entry this request describes (created now)."""
+        return BenchmarkInfo(
+            name=self.name,
+            version=self.version,
+            description=self.description,
+            license=self.license,
+            layout=self.layout,
+            categories={name: CategorySummary(**c.model_dump()) for name, c in self.categories.items()},
+            public_sha256=self.public_sha256,
+            reference_sha256=self.reference_sha256,
+        )
+
+
+class CreateBenchmarkResponse(StrictModel):
+    """Where to put the two parts: a presigned PUT or multipart upload each, or `present` when already stored."""
+
+    name: str
+    version: int
+    resumed: bool = Field(description="An upload of these very parts was already under way: it goes on.")
+    public: UploadItem
+    reference: UploadItem
+    expires_at: datetime
+
+
+class BenchmarkView(StrictModel):
+    """A ready benchmark version as everyone sees it: counts per category, never a label count."""
+
+    name: str
+    version: int
+    description: str
+    license: str
+    layout: Layout
+    created_at: datetime
+    categories: dict[str, CategorySummary]
+
+    @classmethod
+    def of(cls, info: BenchmarkInfo) -> BenchmarkView:
+        return cls.model_validate(info.model_dump(include=set(cls.model_fields)))
+
+
+class BenchmarkListing(StrictModel):
+    benchmarks: list[BenchmarkView]
+
+
+class RescoreResponse(StrictModel):
+    benchmark: str
+    requested: int = Field(description="Jobs sent to the scorer again (completed ones and ones failed by scoring).")

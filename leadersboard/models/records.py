@@ -39,6 +39,9 @@ class JobStatus(StrEnum):
         return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
+_DERIVED = frozenset({"duration_s", "verified"})
+
+
 class JobRecord(StrictModel):
     """The state of one submission, kept in the NATS KV bucket of jobs under `<user>.<id>`."""
 
@@ -84,10 +87,17 @@ class JobRecord(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _derived_fields_are_recomputed(cls, data: Any) -> Any:
-        # The API shows `duration_s` beside the stored fields; read back, it is derived again, never trusted.
-        if isinstance(data, dict) and "duration_s" in data:
-            return {key: value for key, value in data.items() if key != "duration_s"}
+        # The API shows `duration_s` and `verified` beside the stored fields; read back, they are derived again,
+        # never trusted.
+        if isinstance(data, dict) and _DERIVED & data.keys():
+            return {key: value for key, value in data.items() if key not in _DERIVED}
         return data
+
+    @computed_field  # type: ignore[prop-decorator]  # pydantic's documented form
+    @property
+    def verified(self) -> bool:
+        """Whether the platform scored the job itself; otherwise its `metrics` are only what the job reported."""
+        return self.scores is not None
 
     @computed_field  # type: ignore[prop-decorator]  # pydantic's documented form
     @property

@@ -13,13 +13,14 @@ registered without masks. Explicit fields, plus a serializer that leaves the abs
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 from pydantic import Field, SerializationInfo, SerializerFunctionWrapHandler, model_serializer
 
 from leadersboard.models.base import StrictModel
 
-__all__ = ["PIXEL_METRICS", "Interval", "MetricSet", "Scores"]
+__all__ = ["PIXEL_METRICS", "Interval", "MetricSet", "Scores", "ScoresFile"]
 
 PIXEL_METRICS = ("pixel_AUROC", "pixel_AUPRO")
 """The metrics computed only from anomaly maps: left out of the JSON when not computed."""
@@ -58,3 +59,18 @@ class Scores(MetricSet):
     scorer_version: str
     resamples: int = Field(gt=0)
     seed: int
+
+
+class ScoresFile(StrictModel):
+    """`results/<user>/<id>/scores.json` (keys.scores_key), written by the scorer: the record's `Scores` and every
+    metric's bootstrap replicates. Resample b draws the same images for every job of one benchmark version, so
+    the differences of two jobs' replicates, b by b, make a paired comparison."""
+
+    version: Literal[1] = 1
+    benchmark: str
+    benchmark_version: int
+    scored_at: datetime
+    scores: Scores
+    replicates: dict[str, dict[str, list[float]]]
+    """Per category name, and "average" for the category means: per metric name, its value on each resample,
+    in resample order (`scores.resamples` of them)."""

@@ -21,13 +21,14 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from leadersboard.keys import SCORES_CSV
+
 __all__ = [
     "MAPS_DIR",
     "MAP_DTYPES",
     "MAP_SUFFIX",
     "MAX_MAP_BYTES",
     "MAX_SCORES_CSV_BYTES",
-    "SCORES_CSV",
     "SCORES_HEADER",
     "BadPredictions",
     "load_map",
@@ -35,7 +36,6 @@ __all__ = [
     "read_scores",
 ]
 
-SCORES_CSV = "scores.csv"
 SCORES_HEADER = "image_id,score"
 MAPS_DIR = "maps"
 MAP_SUFFIX = ".npy"

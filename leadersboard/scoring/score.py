@@ -6,7 +6,7 @@ are plain means over categories (the pixel ones over the categories that have pi
 with a stratified bootstrap 95% interval (leadersboard/scoring/bootstrap.py).
 
 `evaluate` returns the replicates too, for paired comparisons of two entries; `score` returns the record's
-`Scores`.
+`Scores`, and `summarize` makes them from an evaluation.
 """
 
 from __future__ import annotations
@@ -17,14 +17,16 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from leadersboard.keys import SCORES_CSV
 from leadersboard.models.benchmarks import Reference, ReferenceCategory, ReferenceImage
 from leadersboard.models.scores import Interval, MetricSet, Scores
 from leadersboard.scoring import metrics
 from leadersboard.scoring.bootstrap import CategoryResample, Replicated, average, category_resample, centred
 from leadersboard.scoring.pixels import gather_pixels, load_mask, resize_map
-from leadersboard.scoring.predictions import MAPS_DIR, SCORES_CSV, load_map, map_paths, read_scores
+from leadersboard.scoring.predictions import MAPS_DIR, load_map, map_paths, read_scores
 
 __all__ = [
+    "AVERAGE",
     "DEFAULT_RESAMPLES",
     "DEFAULT_SEED",
     "SCORER_VERSION",
@@ -32,6 +34,7 @@ __all__ = [
     "check_reference",
     "evaluate",
     "score",
+    "summarize",
 ]
 
 SCORER_VERSION = "1"
@@ -59,6 +62,11 @@ def score(
 ) -> Scores:
     """Score `<output>/predictions` (raises BadPredictions for predictions that cannot be scored)."""
     evaluation = evaluate(predictions_dir, reference, reference_root, resamples=resamples, seed=seed)
+    return summarize(evaluation, reference, resamples=resamples, seed=seed)
+
+
+def summarize(evaluation: Evaluation, reference: Reference, *, resamples: int, seed: int) -> Scores:
+    """The record's `Scores` of an evaluation (for a caller that keeps the replicates too)."""
     average_set = _metric_set(evaluation[AVERAGE])
     return Scores(
         **{name: getattr(average_set, name) for name in MetricSet.model_fields},

@@ -5,6 +5,8 @@
     leadersboard jobs | show ID | logs ID -f | cancel ID | leaderboard --dataset D   (--json for scripts)
     leadersboard check DIR                               # run it locally as the runner would
     leadersboard admin token create|list|revoke, admin quota set|reset|show, admin jobs, admin cancel ID
+    leadersboard benchmarks                              # the official benchmarks (--all: every version)
+    leadersboard admin benchmark add NAME PATH | admin benchmark rescore NAME
 
 The API address and token come from --url/--token, else LEADERSBOARD_URL/LEADERSBOARD_TOKEN, else the
 file `leadersboard login` wrote. Exit codes: 0 success, 1 the job (or check) failed, 2 usage or API error.
@@ -16,7 +18,7 @@ import argparse
 import sys
 
 from leadersboard.client import ApiError
-from tools.cli import admin, check, jobs, submit, up
+from tools.cli import admin, benchmarks, check, jobs, submit, up
 
 __all__ = ["build_parser", "main"]
 
@@ -40,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_parser(sub)
     submit.add_parser(sub, common)
     jobs.add_parsers(sub, common)
+    benchmarks.add_parser(sub, common)
     check.add_parser(sub)
     admin.add_parser(sub, common)
     return parser

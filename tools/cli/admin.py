@@ -1,4 +1,4 @@
-"""`leadersboard admin token|user|quota|jobs|cancel` (with an admin token)."""
+"""`leadersboard admin token|user|quota|benchmark|jobs|cancel` (with an admin token)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 from rich.table import Table
 
 from leadersboard.api_types import TokenInfo
+from tools.cli import benchmarks
 from tools.cli.config import client_for
 from tools.cli.jobs import cmd_cancel, cmd_jobs
 from tools.cli.output import ago, console, err, print_json, when, write
@@ -19,7 +20,7 @@ __all__ = ["add_parser"]
 
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     admin = sub.add_parser("admin", help="administration (needs an admin token)")
-    areas = admin.add_subparsers(dest="area", required=True, metavar="{token,user,quota,jobs,cancel}")
+    areas = admin.add_subparsers(dest="area", required=True, metavar="{token,user,quota,benchmark,jobs,cancel}")
 
     token = areas.add_parser("token", help="API tokens").add_subparsers(dest="action", required=True)
     create = token.add_parser("create", parents=[common], help="issue a token (shown once)")
@@ -65,6 +66,8 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     show.add_argument("--user")
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=cmd_quota_show)
+
+    benchmarks.add_admin_parser(areas, common)
 
     jobs = areas.add_parser("jobs", parents=[common], help="every user's submissions")
     jobs.add_argument("--json", action="store_true")

@@ -15,13 +15,16 @@ from leadersboard.models.records import JobRecord
 from tools.cli.config import DEFAULT_URL, client_for, config_path, connection, save_config
 from tools.cli.output import (
     ago,
+    benchmark_text,
     console,
     duration,
     err,
     human_bytes,
+    job_status_text,
     job_table,
     print_json,
     report,
+    scores_text,
     status_text,
     when,
     write,
@@ -127,8 +130,9 @@ def _detail(r: JobRecord) -> Table:
     table.add_column(overflow="fold")
     rows: list[tuple[str, str]] = [
         ("user", r.user),
-        ("status", status_text(r.status)),
+        ("status", job_status_text(r)),
         ("dataset", r.dataset or ""),
+        ("benchmark", benchmark_text(r)),
         ("submitted", when(r.created_at)),
         ("started", when(r.started_at)),
         ("finished", when(r.finished_at)),
@@ -138,6 +142,7 @@ def _detail(r: JobRecord) -> Table:
         ("metadata", ", ".join(f"{k}={v}" for k, v in r.metadata.items())),
         ("params", ", ".join(f"{k}={v}" for k, v in r.params.items())),
         ("metrics", "\n".join(f"{k} = {v:.6g}" for k, v in r.metrics.items())),
+        ("verified", scores_text(r.scores) if r.scores else ""),
         ("exit code", "" if r.exit_code is None else str(r.exit_code)),
         ("attempts", str(r.attempts)),
         ("runner", r.runner or ""),

@@ -11,19 +11,24 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from leadersboard.liveness import waiting_for_scores
 from leadersboard.models.records import JobRecord, JobStatus
+from leadersboard.models.scores import PIXEL_METRICS, Scores
 
 __all__ = [
     "STATUS_STYLE",
     "ago",
+    "benchmark_text",
     "console",
     "duration",
     "err",
     "human_bytes",
+    "job_status_text",
     "job_table",
     "metrics_table",
     "print_json",
     "report",
+    "scores_text",
     "status_text",
     "when",
     "write",
@@ -54,6 +59,23 @@ def write(text: str) -> None:
 
 def status_text(status: JobStatus) -> str:
     return f"[{STATUS_STYLE[status]}]{status.value}[/]"
+
+
+def job_status_text(record: JobRecord) -> str:
+    """The status, and for a benchmark job whose run ended, that the scorer has it."""
+    return status_text(record.status) + (" (scoring)" if waiting_for_scores(record) else "")
+
+
+def benchmark_text(record: JobRecord) -> str:
+    """`<name> v<version>` for a benchmark job; empty for the guide's self-reported path."""
+    return "" if record.benchmark is None else f"{record.benchmark} v{record.benchmark_version}"
+
+
+def scores_text(scores: Scores) -> str:
+    """The platform's scores averaged over categories, one metric a line, with their 95% intervals."""
+    names = ("image_AUROC", "image_F1Max", *PIXEL_METRICS)
+    found = [(name, getattr(scores, name)) for name in names if getattr(scores, name) is not None]
+    return "\n".join(f"{name} = {m.value:.4f} [{m.ci_low:.4f}, {m.ci_high:.4f}]" for name, m in found)
 
 
 def when(moment: datetime | str | None) -> str:
@@ -103,15 +125,15 @@ def job_table(records: list[JobRecord], *, show_user: bool, title: str | None = 
     table.add_column("status", no_wrap=True)
     table.add_column("submitted", no_wrap=True)
     table.add_column("duration", justify="right", no_wrap=True)
-    table.add_column("dataset")
+    table.add_column("dataset / benchmark")
     table.add_column("metrics / reason", overflow="fold")
     for r in records:
         if r.metrics:
             detail = ", ".join(f"{k}={v:.4g}" for k, v in list(r.metrics.items())[:3])
         else:
             detail = (r.error or "").splitlines()[0][:100] if r.error else ""
-        row = [r.submission_id, *([r.user] if show_user else []), status_text(r.status), when(r.created_at)]
-        table.add_row(*row, duration(r.duration_s), r.dataset or "", detail)
+        row = [r.submission_id, *([r.user] if show_user else []), job_status_text(r), when(r.created_at)]
+        table.add_row(*row, duration(r.duration_s), benchmark_text(r) or r.dataset or "", detail)
     return table
 
 

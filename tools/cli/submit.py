@@ -34,6 +34,12 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     submit.add_argument("--entrypoint", default="main.py", help="default main.py")
     submit.add_argument("--config", default="config.yaml", help="default config.yaml")
     submit.add_argument("--metadata", help='JSON object (e.g. \'{"method": "padim"}\') or @file.json')
+    submit.add_argument(
+        "--benchmark",
+        metavar="NAME",
+        help="an official benchmark (`leadersboard benchmarks` lists them): mounted read-only at benchmark/, "
+        "the job writes <output>/predictions/scores.csv and the platform scores it (docs/benchmarks.md)",
+    )
     submit.add_argument("--wait", action="store_true", help="follow the job and its log; exit 0 only if it completed")
     submit.add_argument("--no-dedup", action="store_true", help="upload every file even if already in the store")
     submit.add_argument("--workers", type=int, default=8, help="parallel part uploads (default 8)")
@@ -51,7 +57,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
     with client_for(args) as client:
         digests = {} if args.no_dedup else _hash(client, files)
         created = client.create_submission(
-            files, entrypoint=args.entrypoint, config=args.config, metadata=metadata, sha256=digests
+            files,
+            entrypoint=args.entrypoint,
+            config=args.config,
+            metadata=metadata,
+            sha256=digests,
+            benchmark=args.benchmark,
         )
         for item in created.uploads:
             if isinstance(item, PresentFile):

@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = [
+    "ADMIN_ACTIONS",
     "ManagedProcess",
+    "S3Identity",
     "StartupError",
     "bin_path",
     "free_port",
@@ -234,19 +236,34 @@ class SeaweedPorts:
         return cls(free_port_pair(), free_port_pair(), free_port_pair(), free_port_pair(), free_port_pair())
 
 
-def write_s3_identities(path: Path, *, access_key: str, secret_key: str) -> Path:
-    identities = {
+@dataclass(frozen=True)
+class S3Identity:
+    """One SeaweedFS S3 identity: a key pair and its actions (`Read:<bucket>`, ...; leadersboard/store_access.py)."""
+
+    name: str
+    access_key: str
+    secret_key: str
+    actions: tuple[str, ...]
+
+
+ADMIN_ACTIONS = ("Admin", "Read", "List", "Tagging", "Write")
+"""The stack's own identity: it creates the buckets; no service holds it."""
+
+
+def write_s3_identities(path: Path, identities: Sequence[S3Identity]) -> Path:
+    document = {
         "identities": [
             {
-                "name": "admin",
-                "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
-                "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+                "name": identity.name,
+                "credentials": [{"accessKey": identity.access_key, "secretKey": identity.secret_key}],
+                "actions": list(identity.actions),
             }
+            for identity in identities
         ]
     }
-    path.touch(mode=0o600)  # private before the secret goes in
+    path.touch(mode=0o600)  # private before the secrets go in
     path.chmod(0o600)
-    path.write_text(json.dumps(identities))
+    path.write_text(json.dumps(document))
     return path
 
 

@@ -11,11 +11,13 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from leadersboard import nats_io
+from leadersboard import nats_io, store_access
 from leadersboard.nats_permissions import ADMIN, USERS, render_authorization
 from leadersboard.settings import NatsSettings, S3Settings
 from tools.stack.procs import (
+    ADMIN_ACTIONS,
     ManagedProcess,
+    S3Identity,
     SeaweedPorts,
     http_ready,
     nats_command,
@@ -25,7 +27,7 @@ from tools.stack.procs import (
 )
 from tools.stack.seaweed_security import SeaweedSecurity, ensure_seaweed_security
 
-__all__ = ["MLFLOW_ADMIN", "NatsServer", "Seaweed", "start_mlflow", "start_nats", "start_seaweed"]
+__all__ = ["MLFLOW_ADMIN", "NatsServer", "Seaweed", "new_service_keys", "start_mlflow", "start_nats", "start_seaweed"]
 
 
 @dataclass
@@ -81,8 +83,13 @@ class Seaweed:
     ports: SeaweedPorts
     access_key: str
     secret_key: str
+    """The admin identity's keys (creates buckets; tests and the stack's setup)."""
     security: SeaweedSecurity
     """Its security.toml, keys and certificates: a `weed` tool run with `cwd=security.directory` gets in."""
+    service_keys: Mapping[str, tuple[str, str]]
+    """Each service's own identity (leadersboard/store_access.py `SERVICES`): access key and secret key."""
+    buckets: S3Settings
+    """The bucket names the services' identities are limited to (`bucket`, `reference_bucket`)."""
 
     @property
     def s3_url(self) -> str:
@@ -100,14 +107,53 @@ class Seaweed:
             bucket=bucket,
         )
 
+    def settings_as(self, service: str) -> S3Settings:
+        """S3 settings with `service`'s own identity, on the buckets it was limited to."""
+        access_key, secret_key = self.service_keys[service]
+        return self.buckets.model_copy(
+            update={
+                "s3_endpoint_url": self.s3_url,
+                "s3_access_key": SecretStr(access_key),
+                "s3_secret_key": SecretStr(secret_key),
+            }
+        )
 
-def start_seaweed(root: Path, *, ports: SeaweedPorts, access_key: str, secret_key: str) -> Seaweed:
-    """`weed mini` whose only anonymous-facing API is S3 with its identities (see `seaweed_command`)."""
+
+def new_service_keys() -> dict[str, tuple[str, str]]:
+    """A fresh key pair for each service's S3 identity."""
+    return {
+        service: (f"lb-{service}-{secrets.token_hex(6)}", secrets.token_urlsafe(30))
+        for service in store_access.SERVICES
+    }
+
+
+def start_seaweed(
+    root: Path,
+    *,
+    ports: SeaweedPorts,
+    access_key: str,
+    secret_key: str,
+    service_keys: Mapping[str, tuple[str, str]] | None = None,
+    buckets: S3Settings | None = None,
+) -> Seaweed:
+    """`weed mini` whose only anonymous-facing API is S3 with its identities (see `seaweed_command`): the admin's,
+    and one per service limited to the buckets of `buckets` it needs (fresh keys unless given)."""
     data = root / "seaweedfs"
     data.mkdir(parents=True, exist_ok=True)
     data.chmod(0o700)  # its volumes, filer store and unix sockets are nobody else's business
     security = ensure_seaweed_security(root / "seaweedfs-security")
-    identities = write_s3_identities(root / "s3-identities.json", access_key=access_key, secret_key=secret_key)
+    service_keys = service_keys or new_service_keys()
+    buckets = buckets or S3Settings()
+    identities = write_s3_identities(
+        root / "s3-identities.json",
+        [
+            S3Identity("admin", access_key, secret_key, ADMIN_ACTIONS),
+            *(
+                S3Identity(service, *service_keys[service], tuple(store_access.seaweed_actions(service, buckets)))
+                for service in store_access.SERVICES
+            ),
+        ],
+    )
     process = ManagedProcess(
         "seaweedfs",
         seaweed_command(data_dir=data, ports=ports, s3_config=identities),
@@ -116,7 +162,7 @@ def start_seaweed(root: Path, *, ports: SeaweedPorts, access_key: str, secret_ke
         # 403 means S3 answers and refuses the anonymous probe: authentication is on.
         ready=http_ready(f"http://127.0.0.1:{ports.s3}/", accept=(403,)),
     )
-    return Seaweed(process.start().wait_ready(60), ports, access_key, secret_key, security)
+    return Seaweed(process.start().wait_ready(60), ports, access_key, secret_key, security, service_keys, buckets)
 
 
 MLFLOW_ADMIN = "admin"

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
-from leadersboard import nats_io, nats_permissions
+from leadersboard import nats_io, nats_permissions, store_access
 from leadersboard.mlflow_auth import account_works
 from leadersboard.models.records import Role
 from leadersboard.s3 import ensure_bucket, make_client
@@ -28,7 +28,7 @@ from tools.stack.procs import (
     free_port_pair,
     http_ready,
 )
-from tools.stack.services import MLFLOW_ADMIN, start_mlflow, start_nats, start_seaweed
+from tools.stack.services import MLFLOW_ADMIN, new_service_keys, start_mlflow, start_nats, start_seaweed
 
 __all__ = ["Stack", "StackPorts"]
 
@@ -57,7 +57,7 @@ class StackPorts:
         )  # fmt: skip
 
 
-MLFLOW_SECRETS = ("admin_password", "runner_password", "secret_key")
+MLFLOW_SECRETS = ("admin_password", "runner_password", "scorer_password", "secret_key")
 
 
 @dataclass
@@ -70,7 +70,10 @@ class Secrets:
     nats_passwords: dict[str, str] = field(default_factory=dict)
     """One NATS user per service (leadersboard/nats_permissions.py); added to a data dir from before."""
     mlflow: dict[str, str] = field(default_factory=dict)
-    """MLflow's admin and runner passwords and its Flask secret key (`MLFLOW_SECRETS`); added likewise."""
+    """MLflow's admin, runner and scorer passwords and its Flask secret key (`MLFLOW_SECRETS`); added likewise."""
+    s3_keys: dict[str, list[str]] = field(default_factory=dict)
+    """Each service's own S3 identity, [access key, secret key] (leadersboard/store_access.py); added likewise.
+    `s3_access_key`/`s3_secret_key` are the stack's admin identity, which only creates the buckets."""
 
     @classmethod
     def load_or_create(cls, path: Path) -> Secrets:
@@ -82,7 +85,9 @@ class Secrets:
         missing_nats = [user for user in nats_permissions.USERS if user not in loaded.nats_passwords]
         missing_mlflow = [name for name in MLFLOW_SECRETS if name not in loaded.mlflow]
         loaded.mlflow.update({name: secrets.token_urlsafe(32) for name in missing_mlflow})
-        if not loaded.manifest_secret or missing_nats or missing_mlflow:
+        missing_s3 = {s: list(keys) for s, keys in new_service_keys().items() if s not in loaded.s3_keys}
+        loaded.s3_keys.update(missing_s3)
+        if not loaded.manifest_secret or missing_nats or missing_mlflow or missing_s3:
             loaded.manifest_secret = loaded.manifest_secret or secrets.token_urlsafe(32)
             loaded.nats_passwords.update({user: secrets.token_urlsafe(24) for user in missing_nats})
             path.touch(mode=0o600)
@@ -111,11 +116,19 @@ class Stack:
 
     @property
     def s3(self) -> S3Settings:
+        """The admin's S3 settings: the stack creates the buckets with them (and tests inspect the store)."""
         return S3Settings(
             s3_endpoint_url=f"http://127.0.0.1:{self.ports.s3}",
             s3_access_key=SecretStr(self.secrets.s3_access_key),
             s3_secret_key=SecretStr(self.secrets.s3_secret_key),
             bucket=BUCKET,
+        )
+
+    def s3_as(self, service: str) -> S3Settings:
+        """`service`'s own S3 identity (leadersboard/store_access.py), limited to the buckets it needs."""
+        access_key, secret_key = self.secrets.s3_keys[service]
+        return self.s3.model_copy(
+            update={"s3_access_key": SecretStr(access_key), "s3_secret_key": SecretStr(secret_key)}
         )
 
     @property
@@ -172,14 +185,18 @@ class Stack:
             ),
             access_key=self.secrets.s3_access_key,
             secret_key=self.secrets.s3_secret_key,
+            service_keys={service: (keys[0], keys[1]) for service, keys in self.secrets.s3_keys.items()},
+            buckets=self.s3,
         )
         self.processes.append(seaweed.process)
         self.seaweed = seaweed
-        ensure_bucket(make_client(self.s3), BUCKET)
+        admin = make_client(self.s3)
+        for bucket in (self.s3.bucket, self.s3.reference_bucket):
+            ensure_bucket(admin, bucket)
         self.mlflow = start_mlflow(
             self.data_dir,
             port=int(self.mlflow_internal_url.rsplit(":", 1)[1]),
-            s3=self.s3,
+            s3=self.s3_as(store_access.MLFLOW),
             admin_password=self.secrets.mlflow["admin_password"],
             secret_key=self.secrets.mlflow["secret_key"],
         )
@@ -201,17 +218,20 @@ class Stack:
         from dispatcher.settings import DispatcherSettings
         from gpu_runner.settings import RunnerSettings
         from ingest.settings import IngestSettings
+        from scorer.settings import ScorerSettings
         from tools.bridge.settings import BridgeSettings
 
-        common: dict[str, Any] = self.s3.model_dump()
+        def s3(service: str) -> dict[str, Any]:  # every service uses the store as its own identity
+            return self.s3_as(service).model_dump()
 
         def nats(user: str) -> dict[str, Any]:  # every service connects as its own NATS user
             return self.nats_as(user).model_dump()
 
         signing: dict[str, Any] = {"manifest_secret": SecretStr(self.secrets.manifest_secret)}
         p, urls = self.ports, self.urls
+        # The bridge tails the filer over gRPC and needs no S3 identity: only the bucket whose events it publishes.
         bridge = BridgeSettings(
-            **common,
+            bucket=BUCKET,
             **nats(nats_permissions.EVENTS),
             filer_address=f"127.0.0.1:{p.seaweed_filer}",
             seaweed_security_dir=self.seaweed.security.directory,
@@ -219,17 +239,18 @@ class Stack:
         )
         self._spawn("bridge", "tools.bridge", bridge)
         ingest = IngestSettings(
-            **common, **nats(nats_permissions.INGEST), **signing, port=p.ingest,
+            **s3(store_access.INGEST), **nats(nats_permissions.INGEST), **signing, port=p.ingest,
             **self._mlflow_proxy(), **self.overrides.get("ingest", {}),
         )  # fmt: skip
         self._spawn("ingest", "ingest", ingest, ready=http_ready(f"{urls['api']}/health"))
         dispatcher = DispatcherSettings(
-            **common, **nats(nats_permissions.DISPATCHER), **signing, **self.overrides.get("dispatcher", {})
-        )
+            **s3(store_access.DISPATCHER), **nats(nats_permissions.DISPATCHER), **signing,
+            **self.overrides.get("dispatcher", {}),
+        )  # fmt: skip
         self._spawn("dispatcher", "dispatcher", dispatcher)
         for index in range(self.runners):
             runner = RunnerSettings(
-                **common,
+                **s3(store_access.RUNNER),
                 **nats(nats_permissions.RUNNER),
                 runner_id=f"local-runner-{index}",
                 work_dir=self.data_dir / "runner" / str(index),
@@ -239,6 +260,15 @@ class Stack:
                 **self.overrides.get("runner", {}),
             )
             self._spawn("runner" if index == 0 else f"runner-{index}", "gpu_runner", runner)
+        scorer = ScorerSettings(
+            **s3(store_access.SCORER),
+            **nats(nats_permissions.SCORER),
+            work_dir=self.data_dir / "scorer",
+            mlflow_tracking_uri=self.mlflow_internal_url,
+            mlflow_password=SecretStr(self.secrets.mlflow["scorer_password"]),
+            **self.overrides.get("scorer", {}),
+        )
+        self._spawn("scorer", "scorer", scorer)
         if self.with_frontend:
             from frontend.settings import FrontendSettings
 
@@ -252,25 +282,30 @@ class Stack:
             self._spawn("frontend", "frontend", frontend, ready=http_ready(urls["frontend"]))
         for process in self.processes:
             process.wait_ready(180)
-        self._wait_for_runner_account()
+        for account in ("runner", "scorer"):
+            self._wait_for_mlflow_account(account)
 
     def _mlflow_proxy(self) -> dict[str, Any]:
-        """Ingest serves the public MLflow port and creates the runners' MLflow account."""
+        """Ingest serves the public MLflow port and creates the runners' and the scorer's MLflow accounts."""
         return {
             "mlflow_proxy_port": self.ports.mlflow,
             "mlflow_upstream_url": self.mlflow_internal_url,
             "mlflow_admin_user": MLFLOW_ADMIN,
             "mlflow_admin_password": SecretStr(self.secrets.mlflow["admin_password"]),
             "mlflow_runner_password": SecretStr(self.secrets.mlflow["runner_password"]),
+            "mlflow_scorer_password": SecretStr(self.secrets.mlflow["scorer_password"]),
         }
 
-    def _wait_for_runner_account(self, timeout_s: float = 60.0) -> None:
-        """Jobs may finish as soon as `start` returns: the account their runs are logged with must work by then."""
+    def _wait_for_mlflow_account(self, username: str, timeout_s: float = 60.0) -> None:
+        """Jobs may finish (and be scored) as soon as `start` returns: the accounts their runs are logged with
+        must work by then."""
         deadline = time.monotonic() + timeout_s
-        password = self.secrets.mlflow["runner_password"]
-        while not account_works(self.mlflow_internal_url, username="runner", password=password):
+        password = self.secrets.mlflow[f"{username}_password"]
+        while not account_works(self.mlflow_internal_url, username=username, password=password):
             if time.monotonic() > deadline:
-                raise StartupError(f"MLflow refused the runner account after {timeout_s:.0f} s; see logs/ingest.log")
+                raise StartupError(
+                    f"MLflow refused the {username} account after {timeout_s:.0f} s; see logs/ingest.log"
+                )
             time.sleep(0.5)
 
     def _spawn(self, name: str, module: str, settings: BaseSettings, ready: Any = None) -> None:
