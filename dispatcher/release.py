@@ -15,7 +15,7 @@ from leadersboard.jobs import JobStore
 from leadersboard.liveness import fail_scoring_overdue, fail_silent_runner, runner_silent, scoring_overdue
 from leadersboard.models.base import utcnow
 from leadersboard.models.queue import JobMessage
-from leadersboard.models.records import JobRecord, JobStatus, Quota
+from leadersboard.models.records import JobRecord, Quota
 from leadersboard.quotas import QuotaStore
 from leadersboard.tokens import TokenStore
 
@@ -107,15 +107,7 @@ class Releaser:
         if state is None:
             return False
 
-        def cancel(current: JobRecord) -> JobRecord | None:
-            if current.status.terminal:
-                return None
-            current.status = JobStatus.CANCELLED
-            current.error = state.cancel_reason
-            current.finished_at = utcnow()
-            return current
-
-        await self.jobs.update(record.user, record.submission_id, cancel)
+        await self.jobs.update(record.user, record.submission_id, state.cancel)
         log.info("not releasing %s: %s is disabled", record.submission_id, record.user)
         return True
 

@@ -14,7 +14,7 @@ from ingest.errors import BadRequest, Conflict, NotFound
 from leadersboard.jobs import JobStore
 from leadersboard.keys import USER_NAME_PATTERN, is_user_name
 from leadersboard.models.base import utcnow
-from leadersboard.models.records import DisabledUser, JobRecord, JobStatus, Quota, QuotaOverride, Role, TokenRecord
+from leadersboard.models.records import DisabledUser, JobRecord, Quota, QuotaOverride, Role, TokenRecord
 from leadersboard.tokens import UserDisabledError
 
 __all__ = ["CreateTokenRequest", "add_routes"]
@@ -84,28 +84,16 @@ async def disable_user(request: web.Request) -> web.Response:
     cancelled = [
         record.submission_id
         for record in await svc.jobs.list_records(user)
-        if not record.status.terminal and await _cancel_for(svc.jobs, record, state)
+        if state.stopped(record) or (not record.status.terminal and await _cancel_for(svc.jobs, record, state))
     ]
     return web.json_response(_user_view(user, state, revoked, cancelled))
 
 
 async def _cancel_for(jobs: JobStore, record: JobRecord, state: DisabledUser) -> bool:
-    """Mark the job cancelled as POST /submissions/{id}/cancel does: a runner running it notices at its
-    next heartbeat and kills it. True if this call cancelled it."""
-    applied = False
-
-    def cancel(current: JobRecord) -> JobRecord | None:
-        nonlocal applied
-        applied = not current.status.terminal  # called again on a concurrent write: the last verdict counts
-        if not applied:
-            return None
-        current.status = JobStatus.CANCELLED
-        current.error = state.cancel_reason
-        current.finished_at = utcnow()
-        return current
-
-    await jobs.update(record.user, record.submission_id, cancel)
-    return applied
+    """Mark the job cancelled as POST /submissions/{id}/cancel does (a runner running it notices at its next
+    heartbeat and kills it). True if it ends cancelled by this disabling: here, or meanwhile by the dispatcher."""
+    stored = await jobs.update(record.user, record.submission_id, state.cancel)
+    return stored is not None and state.stopped(stored)
 
 
 @admin_only

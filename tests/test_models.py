@@ -160,3 +160,23 @@ def test_submission_ids_are_unique_within_one_millisecond(monkeypatch: pytest.Mo
     ids = [new_submission_id() for _ in range(1000)]
     assert len(set(ids)) == len(ids)
     assert all(parse_manifest_key(f"submissions/alice/{i}/manifest.json") for i in ids)
+
+
+def test_a_disabling_cancels_unfinished_jobs_and_recognises_the_ones_it_stopped() -> None:
+    from datetime import timedelta
+
+    from leadersboard.models.records import DisabledUser, JobRecord, JobStatus
+
+    state = DisabledUser(user="erin", disabled_by="admin")
+    pending = JobRecord(
+        submission_id="0123456789ab", user="erin", entrypoint="main.py", config="c.yaml", created_at=state.disabled_at
+    )
+    cancelled = state.cancel(pending.model_copy(deep=True))
+    assert cancelled is not None and cancelled.status is JobStatus.CANCELLED
+    assert cancelled.error == "cancelled by admin: user erin was disabled"
+    assert state.stopped(cancelled)
+    assert state.cancel(cancelled.model_copy(deep=True)) is None, "a finished job stays as it is"
+    earlier = cancelled.model_copy(update={"finished_at": state.disabled_at - timedelta(days=1)})
+    assert not state.stopped(earlier), "a job cancelled by an earlier disabling is not this one's"
+    completed = pending.model_copy(update={"status": JobStatus.COMPLETED})
+    assert state.cancel(completed) is None and not state.stopped(completed)

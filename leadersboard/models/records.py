@@ -187,3 +187,25 @@ class DisabledUser(StrictModel):
     def cancel_reason(self) -> str:
         """The reason on each of the user's jobs stopped by the disabling."""
         return f"cancelled by {self.disabled_by}: user {self.user} was disabled"
+
+    def cancel(self, record: JobRecord) -> JobRecord | None:
+        """`record` cancelled by this disabling (changed in place), or None when it has finished already.
+
+        Both ingest's `user disable` and the dispatcher's release (which never releases a disabled user's job)
+        apply it, whichever reaches a job first.
+        """
+        if record.status.terminal:
+            return None
+        record.status = JobStatus.CANCELLED
+        record.error = self.cancel_reason
+        record.finished_at = utcnow()
+        return record
+
+    def stopped(self, record: JobRecord) -> bool:
+        """Whether `record` was cancelled by this disabling, by whoever applied it."""
+        return (
+            record.status is JobStatus.CANCELLED
+            and record.error == self.cancel_reason
+            and record.finished_at is not None
+            and record.finished_at >= self.disabled_at
+        )
