@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import lzma
 import shutil
-import stat
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from gpu_runner.datasets import CachedDataset, DatasetCache, Extractor, file_sha
 from gpu_runner.sandbox import Bind
 from leadersboard.models.records import JobRecord
 from leadersboard.s3 import S3Client
+from leadersboard.zips import UnsafeEntry, member_target
 
 __all__ = [
     "BadSubmission",
@@ -242,16 +242,10 @@ def _check_sizes(archive: Path, members: list[zipfile.ZipInfo], max_total: int, 
 
 
 def _safe_target(root: Path, member: zipfile.ZipInfo) -> Path:
-    name = PurePosixPath(member.filename)
-    mode = member.external_attr >> 16
-    if stat.S_ISLNK(mode):
-        raise UnsafeArchive(f"zip entry {member.filename!r} is a symbolic link; links are not allowed")
-    if name.is_absolute() or ".." in name.parts or "\\" in member.filename:
-        raise UnsafeArchive(f"zip entry {member.filename!r} would be written outside the working directory")
-    target = (root / name).resolve()
-    if not target.is_relative_to(root):
-        raise UnsafeArchive(f"zip entry {member.filename!r} would be written outside the working directory")
-    return target
+    try:
+        return member_target(root, member, place="the working directory")
+    except UnsafeEntry as exc:
+        raise UnsafeArchive(str(exc)) from exc
 
 
 def _download(client: S3Client, bucket: str, key: str, target: Path, *, size: int) -> None:

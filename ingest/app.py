@@ -24,6 +24,7 @@ from leadersboard.benchmarks.catalogue import BenchmarkCatalogue
 from leadersboard.issued import IssuedStore
 from leadersboard.jobs import JobStore
 from leadersboard.metadata import FieldProblem
+from leadersboard.models.api import NEXT_VERSION_HEADER
 from leadersboard.models.records import Role
 from leadersboard.quotas import QuotaStore
 from leadersboard.s3 import make_client, make_presigner
@@ -111,6 +112,8 @@ async def nats_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 def cors_middleware(settings: IngestSettings) -> Middleware:
     allowed = set(settings.cors_origins)
+    # The headers a page may read: a 429's wait, where a log goes on and its job's status, a benchmark's next version.
+    exposed = ", ".join(("Retry-After", "X-Next-Offset", "X-Job-Status", NEXT_VERSION_HEADER))
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -123,7 +126,7 @@ def cors_middleware(settings: IngestSettings) -> Middleware:
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
             response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
-            response.headers["Access-Control-Expose-Headers"] = "Retry-After, X-Next-Offset, X-Job-Status"
+            response.headers["Access-Control-Expose-Headers"] = exposed
         return response
 
     return middleware

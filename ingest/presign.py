@@ -70,7 +70,6 @@ def presign_submission(
     resolved to) is signed into it too: the job is scored against exactly that version."""
     submission_id = keys.new_submission_id()
     now = utcnow()
-    signer = _Signer(presigner, bucket, policy.expiry_s)
     files: list[FileSpec] = []
     uploads: list[UploadItem] = []
     claimed: set[str] = set()
@@ -78,15 +77,14 @@ def presign_submission(
         spec = declared.model_copy(update={"blob": declared.sha256 is not None})
         files.append(spec)
         key = spec.store_key(user, submission_id)
-        if spec.blob and (key in claimed or _present(store, bucket, key, spec.size)):
-            # Already stored, or uploaded by an earlier entry of this very request (same content twice).
+        if key in claimed:  # the same content twice in this very request: its earlier entry uploads it
             uploads.append(PresentFile(path=spec.path))
             continue
         claimed.add(key)
-        if spec.size >= policy.multipart_threshold_bytes:
-            uploads.append(signer.multipart(store, spec, key, policy.multipart_part_bytes))
-        else:
-            uploads.append(signer.put(key, spec.size, spec.path, _checksum_headers(spec)))
+        # Only a blob can be in the store already: the submission's own files live under its brand-new id.
+        uploads.append(
+            presign_object(presigner, store, bucket=bucket, key=key, spec=spec, policy=policy, may_exist=spec.blob)
+        )
     manifest = Manifest(
         submission_id=submission_id,
         user=user,
@@ -100,6 +98,7 @@ def presign_submission(
         benchmark_version=None if benchmark is None else benchmark.version,
     )
     body = sign_manifest(manifest, secret).model_dump_json()
+    signer = _Signer(presigner, bucket, policy.expiry_s)
     manifest_put = signer.put(keys.manifest_key(user, submission_id), len(body.encode()), None, {})
     manifest_put.body = body
     return CreateSubmissionResponse(
@@ -111,11 +110,19 @@ def presign_submission(
 
 
 def presign_object(
-    presigner: S3Client, store: S3Client, *, bucket: str, key: str, spec: FileSpec, policy: UploadPolicy
+    presigner: S3Client,
+    store: S3Client,
+    *,
+    bucket: str,
+    key: str,
+    spec: FileSpec,
+    policy: UploadPolicy,
+    may_exist: bool = True,
 ) -> UploadItem:
-    """One object to put at `key` (a benchmark's part): `present` when the store has it with that size, else a
-    presigned PUT (its sha256 signed, when declared) or, from the threshold on, a multipart upload. Blocking."""
-    if _present(store, bucket, key, spec.size):
+    """One object to put at `key` (a submission's file, a benchmark's part): `present` when the store has it with
+    that size, else a presigned PUT (its sha256 signed, when declared) or, from the threshold on, a multipart
+    upload. `may_exist=False` skips the HEAD for a key that cannot be taken yet. Blocking."""
+    if may_exist and _present(store, bucket, key, spec.size):
         return PresentFile(path=spec.path)
     signer = _Signer(presigner, bucket, policy.expiry_s)
     if spec.size >= policy.multipart_threshold_bytes:

@@ -61,11 +61,6 @@ async def create_submission(request: web.Request) -> web.Response:
     decision = await svc.quotas.reserve(caller.user)
     if not decision.allowed:
         raise TooManyRequests(_rate_message(decision), headers={"Retry-After": str(math.ceil(decision.retry_after_s))})
-    policy = UploadPolicy(
-        expiry_s=settings.presign_expiry_s,
-        multipart_threshold_bytes=settings.multipart_threshold_bytes,
-        multipart_part_bytes=settings.multipart_part_bytes,
-    )
     response = await asyncio.to_thread(
         presign_submission,
         svc.presigner,
@@ -73,7 +68,7 @@ async def create_submission(request: web.Request) -> web.Response:
         bucket=settings.bucket,
         user=caller.user,
         request=body,
-        policy=policy,
+        policy=UploadPolicy.of(settings),
         secret=settings.manifest_secret,
         token_id=caller.token_id,
         benchmark=benchmark,

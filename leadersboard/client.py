@@ -32,7 +32,15 @@ from leadersboard.api_types import (
     UserState,
     WhoAmI,
 )
-from leadersboard.benchmarks.package import PUBLIC_ZIP, REFERENCE_ZIP, PackedBenchmark, Stager, staged, staging_dir
+from leadersboard.benchmarks.package import (
+    PUBLIC_ZIP,
+    REFERENCE_ZIP,
+    About,
+    PackedBenchmark,
+    Stager,
+    staged,
+    staging_dir,
+)
 from leadersboard.models.api import (
     NEXT_VERSION_HEADER,
     BenchmarkListing,
@@ -335,7 +343,8 @@ class Client:
 
     def add_benchmark(
         self, name: str, path: str | Path, *, description: str = "", license: str = "",
-        progress: Progress | None = None, on_step: Callable[[str], None] | None = None,
+        test_labels_public: bool = True, progress: Progress | None = None,
+        on_step: Callable[[str], None] | None = None,
     ) -> AddedBenchmark:  # fmt: skip
         """Register the benchmark at `path` (a directory or zip) as a new version of `name` (admin token): split it,
         pack its two parts, upload them, mark the version ready.
@@ -344,14 +353,15 @@ class Client:
         version is ready, so running it again on the same unchanged source uploads only what is missing. Once ready,
         adding the same source again makes the next version."""
         step = on_step or (lambda _text: None)
+        about = About(description=description, license=license, test_labels_public=test_labels_public)
         staging = staging_dir(cache_dir(), name, Path(path))
         packed, created = staged(staging), None
         if packed is not None:
             with contextlib.suppress(_VersionConflict):  # its version was taken meanwhile: start from the source
-                created = self._register(packed, description, license)
+                created = self._register(packed, about)
                 step(f"resuming the upload of {name} v{created.version}")
         if created is None:
-            created = self._pack_and_register(name, Path(path), staging, description, license, step)
+            created = self._pack_and_register(name, Path(path), staging, about, step)
         files = {PUBLIC_ZIP: staging / PUBLIC_ZIP, REFERENCE_ZIP: staging / REFERENCE_ZIP}
         uploader = Uploader(self._store, workers=self.workers, retry=self.retry, progress=progress)
         try:
@@ -363,7 +373,7 @@ class Client:
         return AddedBenchmark(BenchmarkView.model_validate(ready), created.resumed, stats)
 
     def _pack_and_register(
-        self, name: str, path: Path, staging: Path, description: str, license: str, step: Callable[[str], None]
+        self, name: str, path: Path, staging: Path, about: About, step: Callable[[str], None]
     ) -> CreateBenchmarkResponse:
         versions = [view.version for view in self.benchmarks(all_versions=True) if view.name == name]
         version = max(versions, default=0) + 1  # a version still uploading elsewhere: ingest names the next one
@@ -376,15 +386,15 @@ class Client:
             for _ in range(VERSION_ATTEMPTS):
                 step(f"packing {name} v{version}")
                 try:
-                    return self._register(stager.pack(version), description, license)
+                    return self._register(stager.pack(version), about)
                 except _VersionConflict as exc:
                     version = exc.next_version
         raise ApiError(
             409, "conflict", f"{name}: {VERSION_ATTEMPTS} versions in a row were taken by other registrations"
         )
 
-    def _register(self, packed: PackedBenchmark, description: str, license: str) -> CreateBenchmarkResponse:
-        body = packed.request(description=description, license=license).model_dump(mode="json")
+    def _register(self, packed: PackedBenchmark, about: About) -> CreateBenchmarkResponse:
+        body = packed.request(about).model_dump(mode="json")
         response = self._http.post("/admin/benchmarks", json=body)
         next_version = response.headers.get(NEXT_VERSION_HEADER)
         if response.status_code == 409 and next_version is not None and next_version.isdigit():

@@ -8,6 +8,7 @@ __all__ = [
     "TAG_BENCHMARK",
     "TAG_BENCHMARK_VERSION",
     "TAG_SCORER_VERSION",
+    "TAG_VERIFICATION",
     "TAG_VERIFIED",
     "VERIFIED_PREFIX",
     "MlflowRetrySettings",
@@ -17,6 +18,8 @@ __all__ = [
 TAG_BENCHMARK = "leadersboard.benchmark"
 TAG_BENCHMARK_VERSION = "leadersboard.benchmark_version"
 TAG_SCORER_VERSION = "leadersboard.scorer_version"
+TAG_VERIFICATION = "leadersboard.verification"
+"""How a verified run's scores are shown: "verified (public test labels)" or "verified" (leadersboard/models/scores)."""
 TAG_VERIFIED = "leadersboard.verified"
 """"true" on a run the platform scored; "false" on self-reported runs and on runs whose scoring failed."""
 VERIFIED_PREFIX = "verified_"

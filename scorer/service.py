@@ -144,6 +144,7 @@ class Scorer:
         except InvalidReference as exc:  # DamagedReference included
             raise Rejected(damaged_reason(str(exc))) from None
         scores = summarize(evaluation, reference.reference, resamples=settings.resamples, seed=DEFAULT_SEED)
+        scores.test_labels_public = job.benchmark.info.test_labels_public
         write_scores(
             self.s3, settings.bucket, request.user, request.submission_id, scores=scores, evaluation=evaluation,
             benchmark=request.benchmark, benchmark_version=request.benchmark_version, scored_at=utcnow(),

@@ -23,6 +23,7 @@ from leadersboard.tracking import (
     TAG_BENCHMARK,
     TAG_BENCHMARK_VERSION,
     TAG_SCORER_VERSION,
+    TAG_VERIFICATION,
     TAG_VERIFIED,
     VERIFIED_PREFIX,
 )
@@ -54,7 +55,8 @@ def _intervals(metric_set: MetricSet) -> list[tuple[str, Interval]]:
 def log_verified(tracking_uri: str, run_id: str, scores: Scores, *, benchmark: str, benchmark_version: int) -> None:
     now_ms = int(time.time() * 1000)
     metrics = [Metric(name, value, now_ms, 0) for name, value in verified_metrics(scores).items()]
-    tags = _tags(benchmark, benchmark_version, scores.scorer_version, verified=True)
+    tags = [*_tags(benchmark, benchmark_version, scores.scorer_version, verified=True),
+            RunTag(TAG_VERIFICATION, scores.label)]  # fmt: skip
     MlflowClient(tracking_uri).log_batch(run_id, metrics=metrics, tags=tags)
 
 

@@ -175,10 +175,10 @@ def test_zip_source_is_extracted_read_and_removed(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "reason"),
     [
-        ("../evil.png", "absolute path or '..'"),
-        ("bottle/../../evil.png", "absolute path or '..'"),
-        ("/etc/evil.png", "absolute path or '..'"),
-        ("bottle\\..\\evil.png", "absolute path or '..'"),
+        ("../evil.png", "would be written outside the extraction directory"),
+        ("bottle/../../evil.png", "would be written outside the extraction directory"),
+        ("/etc/evil.png", "would be written outside the extraction directory"),
+        ("bottle\\..\\evil.png", "would be written outside the extraction directory"),
     ],
 )
 def test_zip_entries_outside_the_directory_are_refused(tmp_path: Path, name: str, reason: str) -> None:

@@ -120,8 +120,9 @@ async def test_register_list_and_add_again_as_a_new_version(
         assert "index.json" in names and not any("ground_truth" in n or "mask" in n for n in names)
         assert "reference.json" in zipfile.ZipFile(io.BytesIO(reference)).namelist()
 
-        second = await asyncio.to_thread(client.add_benchmark, "synthetic", source)
+        second = await asyncio.to_thread(client.add_benchmark, "synthetic", source, test_labels_public=False)
         assert (second.benchmark.version, second.resumed) == (2, False)
+        assert first.benchmark.test_labels_public and not second.benchmark.test_labels_public
         latest = await asyncio.to_thread(client.benchmarks)
         every = await asyncio.to_thread(client.benchmarks, all_versions=True)
     assert [(v.name, v.version) for v in latest] == [("synthetic", 2)]
@@ -202,9 +203,19 @@ async def test_the_listing_shows_counts_but_no_label_information(api: Api, alice
     listing = await api.get("/api/v1/benchmarks", headers=bearer(alice))
     assert listing.status == 200
     (entry,) = (await listing.json())["benchmarks"]
-    assert set(entry) == {"name", "version", "description", "license", "layout", "created_at", "categories"}
+    assert set(entry) == {
+        "name",
+        "version",
+        "description",
+        "license",
+        "layout",
+        "test_labels_public",
+        "created_at",
+        "categories",
+    }
     assert {tuple(sorted(category)) for category in entry["categories"].values()} == {("masks", "test", "train")}
-    text = json.dumps(entry)
+    assert entry["test_labels_public"] is True  # whether labels are public elsewhere: no label of any image
+    text = json.dumps({key: value for key, value in entry.items() if key != "test_labels_public"})
     assert not any(word in text for word in ("good", "defect", "bright", "dark", "label", "anomal"))
 
 

@@ -277,8 +277,8 @@ def test_a_rescore_scores_the_stored_predictions_again_and_keeps_each_status(
     assert len(history) == 2, "the rescore logged the verified metrics again"
 
 
-def test_the_submit_forms_benchmark_select_lists_it(
-    stack: tuple[Stack, dict[str, Any]], registered: dict[str, Any], chromium: Path
+def test_the_page_lists_the_benchmark_and_labels_verified_and_self_reported_metrics(
+    stack: tuple[Stack, dict[str, Any]], registered: dict[str, Any], jobs: dict[str, JobRecord], chromium: Path
 ) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -299,6 +299,11 @@ def test_the_submit_forms_benchmark_select_lists_it(
             page.select_option("#lb-benchmark", NAME)
             shown = page.inner_text("#lb-benchmark-info")
             assert f"{NAME} v1: 2 categories, {2 * (TEST_GOOD + TEST_DEFECTIVE)} test images" in shown, shown
+            liar = f'#lb-jobs-body tr[data-id="{jobs["liar"].submission_id}"]'
+            page.wait_for_selector(liar)
+            row = page.inner_text(liar)
+            assert "verified (public test labels)" in row and "self-reported" in row, row
+            assert row.index("verified (public test labels)") < row.index("self-reported"), "the platform's first"
         finally:
             browser.close()
     assert not errors, f"JavaScript errors on the page: {errors}"

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from leadersboard import keys
 from leadersboard.jobs import JobStore
+from leadersboard.models.api import NEXT_VERSION_HEADER
 from leadersboard.models.base import utcnow
 from leadersboard.models.records import JobRecord, JobStatus
 from leadersboard.s3 import S3Client, head, make_client
@@ -58,6 +59,15 @@ async def test_health(api: Api) -> None:
     response = await api.get("/api/v1/health")
     assert response.status == 200
     assert await response.json() == {"status": "ok", "nats": True, "store": True}
+
+
+async def test_a_page_of_an_allowed_origin_may_read_the_headers_the_api_answers_with(api: Api) -> None:
+    origin = "http://frontend.example"
+    response = await api.options("/api/v1/health", headers={"Origin": origin})
+    assert response.status == 204
+    assert response.headers["Access-Control-Allow-Origin"] == origin
+    exposed = {name.strip() for name in response.headers["Access-Control-Expose-Headers"].split(",")}
+    assert exposed == {"Retry-After", "X-Next-Offset", "X-Job-Status", NEXT_VERSION_HEADER}
 
 
 async def test_openapi_lists_every_route(api: Api, app: web.Application) -> None:

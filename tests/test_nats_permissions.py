@@ -4,36 +4,29 @@ Each attack is a real client of the real server: an anonymous connection, a runn
 tokens or quotas, ingest pulling jobs, the events user writing records. The server answers with a
 permissions violation (its error reaches the client's error callback). Then each service's own
 operations, through the kernel's own stores, still work with nothing but its own user; and a normal
-job completes through the real local stack with every process on its own user.
+job completes through the real local stack with every process on its own user. The rights around
+scoring and the benchmark catalogue: tests/test_nats_permissions_scoring.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import stat
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import nats
 import pytest
-from nats.aio.client import Client as NATS
 from nats.js.api import AckPolicy, ConsumerConfig
-from nats.js.kv import KeyValue
 from pydantic import SecretStr
 
 from leadersboard import nats_io, store_access
-from leadersboard.benchmarks.catalogue import BenchmarkCatalogue
 from leadersboard.issued import IssuedStore
 from leadersboard.jobs import JobStore
-from leadersboard.keys import kv_benchmark_key
-from leadersboard.models.benchmarks import BenchmarkInfo, BenchmarkRecord, CategorySummary, StoredPart
-from leadersboard.models.queue import JobMessage, ScoreRequest
+from leadersboard.models.queue import JobMessage
 from leadersboard.models.records import JobRecord, JobStatus, Quota, QuotaOverride, Role
 from leadersboard.nats_permissions import (
     ADMIN,
@@ -44,104 +37,19 @@ from leadersboard.nats_permissions import (
     RUNNER,
     RUNNER_CONSUMER,
     SCORER,
-    SCORER_CONSUMER,
     USERS,
     inbox_prefix,
 )
 from leadersboard.quotas import QuotaStore
-from leadersboard.settings import NatsSettings, settings_env
+from leadersboard.settings import settings_env
 from leadersboard.tokens import TokenStore, hash_token
+from tests.nats_user_fixtures import T, job_record
 from tests.stack_fixtures import client_for, write_submission
-from tools.stack.procs import free_port
-from tools.stack.services import NatsServer, start_nats
+from tools.stack.services import NatsServer
 from tools.stack.up import Secrets, Stack
 
 ROOT = Path(__file__).resolve().parents[1]
-T = NatsSettings()  # the topology's default names, as the stack and compose use them
-VIOLATION_WAIT_S = 10.0
 WRITE_METRICS = """(out / "metrics.json").write_text(json.dumps({"metrics": {"image_AUROC": 0.5}}))"""
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
-    started = start_nats(tmp_path_factory.mktemp("nats-users"), port=free_port())
-    yield started
-    started.process.stop()
-
-
-class Session:
-    """One user's connection, with the permission violations the server reported to it."""
-
-    def __init__(self, nc: NATS, violations: asyncio.Queue[str]) -> None:
-        self.nc = nc
-        self.js = nc.jetstream(timeout=2)
-        self.violations = violations
-
-    async def violation(self) -> str:
-        """The next violation the server reported (nats-py lowercases it)."""
-        return await asyncio.wait_for(self.violations.get(), VIOLATION_WAIT_S)
-
-    async def denied_request(self, subject: str, payload: bytes = b"") -> str:
-        """Send a request the user must not send: no answer comes, the server reports the subject."""
-        with pytest.raises(nats.errors.TimeoutError):
-            await self.nc.request(subject, payload, timeout=1)
-        return await self.violation()
-
-    async def bind(self, bucket: str) -> KeyValue:
-        return await self.js.key_value(bucket)
-
-
-async def _session(server: NatsServer, user: str) -> Session:
-    violations: asyncio.Queue[str] = asyncio.Queue()
-
-    async def on_error(exc: Exception) -> None:
-        violations.put_nowait(str(exc))
-
-    settings = server.settings(user)
-    assert settings.nats_password is not None
-    nc = await nats.connect(
-        server.url,
-        user=user,
-        password=settings.nats_password.get_secret_value(),
-        inbox_prefix=inbox_prefix(user),  # as nats_io.connect does
-        error_cb=on_error,
-        allow_reconnect=False,
-    )
-    return Session(nc, violations)
-
-
-@pytest.fixture
-async def as_user(server: NatsServer) -> AsyncIterator[Any]:
-    sessions: list[Session] = []
-
-    async def open_session(user: str) -> Session:
-        sessions.append(await _session(server, user))
-        return sessions[-1]
-
-    yield open_session
-    for session in sessions:
-        await session.nc.close()
-
-
-def _record(user: str, sid: str) -> JobRecord:
-    return JobRecord(
-        submission_id=sid, user=user, entrypoint="main.py", config="config.yaml", created_at=datetime.now(UTC)
-    )
-
-
-def _benchmark(name: str, version: int = 1) -> BenchmarkRecord:
-    part = StoredPart(key=f"{name}/v{version}/part.zip", size=1, sha256="0" * 64)
-    info = BenchmarkInfo(
-        name=name, version=version, layout="mvtec_ad", public_sha256=part.sha256, reference_sha256=part.sha256,
-        categories={"bottle": CategorySummary(train=2, test=2, masks=True)},
-    )  # fmt: skip
-    return BenchmarkRecord(info=info, status="ready", public=part, reference=part, created_by="admin")
-
-
-def _score_request(user: str, sid: str) -> bytes:
-    request = ScoreRequest(user=user, submission_id=sid, benchmark="bench", benchmark_version=1,
-                           requested_at=datetime.now(UTC))  # fmt: skip
-    return request.model_dump_json().encode()
 
 
 # --- anonymous and wrong credentials -------------------------------------------------------------
@@ -150,23 +58,23 @@ def _score_request(user: str, sid: str) -> bytes:
 @pytest.mark.parametrize(
     "credentials", [{}, {"user": RUNNER, "password": "guessed"}, {"user": "nobody", "password": "x"}]
 )
-async def test_anonymous_and_unknown_clients_are_refused(server: NatsServer, credentials: dict[str, str]) -> None:
+async def test_anonymous_and_unknown_clients_are_refused(users_server: NatsServer, credentials: dict[str, str]) -> None:
     with pytest.raises(nats.errors.Error, match="Authorization Violation"):
-        await nats.connect(server.url, allow_reconnect=False, max_reconnect_attempts=1, **credentials)
+        await nats.connect(users_server.url, allow_reconnect=False, max_reconnect_attempts=1, **credentials)
 
 
-async def test_a_service_with_a_wrong_password_stops_with_a_precise_error(server: NatsServer) -> None:
-    wrong = server.settings(RUNNER).model_copy(update={"nats_password": SecretStr("guessed")})
+async def test_a_service_with_a_wrong_password_stops_with_a_precise_error(users_server: NatsServer) -> None:
+    wrong = users_server.settings(RUNNER).model_copy(update={"nats_password": SecretStr("guessed")})
     with pytest.raises(nats_io.NatsCredentialsError, match=r"refused user 'runner'.*NATS_PASSWORD"):
         await nats_io.connect(wrong, name="runner-test")
 
 
 @pytest.mark.parametrize(("service", "user"), [("dispatcher", DISPATCHER), ("runner", RUNNER)])
 def test_the_compose_health_checks_pass_with_each_services_own_user(
-    server: NatsServer, service: str, user: str
+    users_server: NatsServer, service: str, user: str
 ) -> None:
     """infra/healthcheck.py checks only what the service's user may see (runners: not the events stream)."""
-    settings = server.settings(user)
+    settings = users_server.settings(user)
     prefix = "LB_DISPATCHER_" if service == "dispatcher" else "LB_RUNNER_"
     env = {**os.environ, **{prefix + k.upper(): v for k, v in settings_env(settings).items()}}
     checked = subprocess.run(
@@ -216,7 +124,7 @@ async def test_the_runner_cannot_publish_events_declare_streams_or_delete_the_qu
 
 async def test_the_runner_takes_jobs_and_updates_their_records(as_user: Any) -> None:
     admin, runner = await as_user(ADMIN), await as_user(RUNNER)
-    await JobStore(await admin.bind(T.jobs_kv_bucket)).create(_record("alice", "job-r1"))
+    await JobStore(await admin.bind(T.jobs_kv_bucket)).create(job_record("alice", "job-r1"))
     await admin.js.publish(T.jobs_subject, JobMessage(submission_id="job-r1", user="alice").model_dump_json().encode())
 
     jobs = JobStore(await runner.bind(T.jobs_kv_bucket))
@@ -264,38 +172,6 @@ async def test_the_runner_cannot_redirect_records_or_jobs_to_another_subject(as_
     assert (await admin.js.stream_info(T.events_stream)).state.messages == events_before
 
 
-async def test_the_runner_asks_for_scoring_and_reads_benchmarks_but_cannot_score_or_register(as_user: Any) -> None:
-    """A runner publishes the score request of a benchmark job it ran and reads the benchmark's record; the
-    scoring queue itself (where it could take or drop requests) and the catalogue are not its to touch."""
-    admin, runner = await as_user(ADMIN), await as_user(RUNNER)
-    await BenchmarkCatalogue(await admin.bind(T.benchmarks_kv_bucket)).put(_benchmark("runner-bench"))
-    waiting = (await admin.js.stream_info(T.scoring_stream)).state.messages
-    ack = await runner.js.publish(T.scoring_subject, _score_request("alice", "job-s1"))
-    assert ack.stream == T.scoring_stream
-    catalogue = BenchmarkCatalogue(await runner.bind(T.benchmarks_kv_bucket))
-    found = await catalogue.get("runner-bench", 1)
-    assert found is not None and found.status == "ready"
-    assert runner.violations.empty()
-
-    stream = T.scoring_stream
-    next_request = b'{"batch": 1}'
-    assert stream.lower() in await runner.denied_request(f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{SCORER_CONSUMER}",
-                                                         next_request)  # fmt: skip
-    assert stream.lower() in await runner.denied_request(f"$JS.API.CONSUMER.INFO.{stream}.{SCORER_CONSUMER}")
-    assert stream.lower() in await runner.denied_request(f"$JS.API.CONSUMER.CREATE.{stream}.{SCORER_CONSUMER}", b"{}")
-    assert stream.lower() in await runner.denied_request(f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.mine", b"{}")
-    assert stream.lower() in await runner.denied_request(f"$JS.API.STREAM.PURGE.{stream}")
-    # Neither register nor mark a benchmark ready, nor watch the catalogue (a push consumer).
-    key = kv_benchmark_key("runner-bench", 2)
-    assert f"$KV.{T.benchmarks_kv_bucket}".lower() in await runner.denied_request(
-        f"$KV.{T.benchmarks_kv_bucket}.{key}", _benchmark("runner-bench", 2).model_dump_json().encode()
-    )
-    bucket_stream = f"KV_{T.benchmarks_kv_bucket}"
-    assert bucket_stream.lower() in await runner.denied_request(f"$JS.API.CONSUMER.CREATE.{bucket_stream}", b"{}")
-    assert await catalogue.get("runner-bench", 2) is None
-    assert (await admin.js.stream_info(stream)).state.messages == waiting + 1  # its request is still there
-
-
 # --- ingest --------------------------------------------------------------------------------------
 
 
@@ -325,7 +201,7 @@ async def test_ingests_own_operations_work(as_user: Any) -> None:
     await issued.note("carol", "sub-i1", uploads_expire_in_s=60)
     assert "sub-i1" in {n.submission_id for n in await issued.older_than(0)}
     jobs = JobStore(await ingest.bind(T.jobs_kv_bucket))
-    await JobStore(await (await as_user(ADMIN)).bind(T.jobs_kv_bucket)).create(_record("carol", "sub-i2"))
+    await JobStore(await (await as_user(ADMIN)).bind(T.jobs_kv_bucket)).create(job_record("carol", "sub-i2"))
 
     def cancel(current: JobRecord) -> JobRecord:
         current.status = JobStatus.CANCELLED
@@ -334,22 +210,6 @@ async def test_ingests_own_operations_work(as_user: Any) -> None:
     assert (await jobs.update("carol", "sub-i2", cancel)) is not None
     assert (await jobs.find("sub-i2")) is not None
     assert ingest.violations.empty()
-
-
-async def test_ingest_registers_benchmarks_and_asks_for_rescoring_but_cannot_score(as_user: Any) -> None:
-    admin, ingest = await as_user(ADMIN), await as_user(INGEST)
-    catalogue = BenchmarkCatalogue(await ingest.bind(T.benchmarks_kv_bucket))
-    await catalogue.create(_benchmark("ingest-bench"))
-    assert "ingest-bench" in [r.info.name for r in await catalogue.listing()]
-    waiting = (await admin.js.stream_info(T.scoring_stream)).state.messages
-    ack = await ingest.js.publish(T.scoring_subject, _score_request("carol", "sub-r1"))
-    assert ack.stream == T.scoring_stream
-    assert ingest.violations.empty()
-    stream = T.scoring_stream
-    assert stream.lower() in await ingest.denied_request(f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{SCORER_CONSUMER}",
-                                                         b'{"batch": 1}')  # fmt: skip
-    assert stream.lower() in await ingest.denied_request(f"$JS.API.CONSUMER.CREATE.{stream}.steal", b"{}")
-    assert (await admin.js.stream_info(stream)).state.messages == waiting + 1
 
 
 # --- the dispatcher ------------------------------------------------------------------------------
@@ -369,7 +229,7 @@ async def test_the_dispatchers_own_operations_work(as_user: Any) -> None:
     await pull.unsubscribe()
 
     jobs = JobStore(await dispatcher.bind(T.jobs_kv_bucket))
-    assert await jobs.create(_record("dave", "sub-d1"))
+    assert await jobs.create(job_record("dave", "sub-d1"))
     assert [r.submission_id for r in await jobs.list_records("dave")] == ["sub-d1"]
     await dispatcher.js.publish(
         T.jobs_subject, JobMessage(submission_id="sub-d1", user="dave").model_dump_json().encode()
@@ -393,66 +253,6 @@ async def test_the_dispatcher_cannot_write_tokens_or_quotas(as_user: Any) -> Non
     assert stream.lower() in await dispatcher.denied_request(f"$JS.API.STREAM.INFO.{stream}")
     await dispatcher.nc.publish(T.scoring_subject, b"{}")
     assert T.scoring_subject.lower() in await dispatcher.violation()
-
-
-# --- the scorer ----------------------------------------------------------------------------------
-
-
-async def test_the_scorers_own_operations_work(as_user: Any) -> None:
-    """It takes a score request, reads the job's benchmark record and settles the job's record by key."""
-    admin, scorer = await as_user(ADMIN), await as_user(SCORER)
-    await BenchmarkCatalogue(await admin.bind(T.benchmarks_kv_bucket)).put(_benchmark("bench"))
-    await JobStore(await admin.bind(T.jobs_kv_bucket)).create(_record("erin", "sub-s1"))
-    await admin.js.publish(T.scoring_subject, _score_request("erin", "sub-s1"))
-
-    pull = await scorer.js.pull_subscribe(
-        T.scoring_subject, durable=SCORER_CONSUMER, stream=T.scoring_stream,
-        config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT),
-    )  # fmt: skip
-    while True:  # requests other tests of this module left on the queue first
-        [message] = await pull.fetch(1, timeout=5)
-        request = ScoreRequest.model_validate_json(message.data)
-        if request.submission_id == "sub-s1":
-            break
-        await message.ack()
-    await message.in_progress()
-    await message.nak(delay=0.1)
-    [message] = await pull.fetch(1, timeout=5)
-    assert ScoreRequest.model_validate_json(message.data) == request
-    benchmark = await BenchmarkCatalogue(await scorer.bind(T.benchmarks_kv_bucket)).get(request.benchmark, 1)
-    assert benchmark is not None and benchmark.reference.key == "bench/v1/part.zip"
-    jobs = JobStore(await scorer.bind(T.jobs_kv_bucket))
-
-    def complete(current: JobRecord) -> JobRecord:
-        current.status = JobStatus.COMPLETED
-        return current
-
-    assert await jobs.update(request.user, request.submission_id, complete) is not None
-    await message.ack()
-    await pull.unsubscribe()
-    stored = await jobs.get("erin", "sub-s1")
-    assert stored is not None and stored.status is JobStatus.COMPLETED
-    assert scorer.violations.empty()
-
-
-async def test_the_scorer_cannot_publish_jobs_or_touch_tokens_quotas_or_the_catalogue(as_user: Any) -> None:
-    scorer = await as_user(SCORER)
-    for subject in (T.jobs_subject, T.events_subject, T.scoring_subject):
-        await scorer.nc.publish(subject, b"{}")
-        assert subject.lower() in await scorer.violation()
-    for bucket in (T.tokens_kv_bucket, T.quotas_kv_bucket, T.issued_kv_bucket, T.benchmarks_kv_bucket):
-        assert f"$KV.{bucket}".lower() in await scorer.denied_request(f"$KV.{bucket}.x", b"{}")
-    for bucket in (T.tokens_kv_bucket, T.quotas_kv_bucket, T.issued_kv_bucket):
-        stream = f"KV_{bucket}"
-        assert stream.lower() in await scorer.denied_request(f"$JS.API.STREAM.INFO.{stream}")
-    # No consumer but its own durable: not the work queue, not the events, no push consumer on a bucket.
-    for stream, name in [(T.jobs_stream, RUNNER_CONSUMER), (T.events_stream, DISPATCHER_CONSUMER)]:
-        assert stream.lower() in await scorer.denied_request(f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{name}",
-                                                             b'{"batch": 1}')  # fmt: skip
-    for stream in (f"KV_{T.jobs_kv_bucket}", f"KV_{T.benchmarks_kv_bucket}", T.scoring_stream):
-        assert stream.lower() in await scorer.denied_request(f"$JS.API.CONSUMER.CREATE.{stream}", b"{}")
-    await scorer.nc.subscribe(f"{inbox_prefix(RUNNER)}.>")
-    assert "subscription" in await scorer.violation()
 
 
 # --- the events publisher (the SeaweedFS bridge, MinIO's notifier) --------------------------------

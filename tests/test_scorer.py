@@ -59,6 +59,7 @@ async def test_a_job_is_completed_with_verified_scores_in_its_record_the_store_a
     assert run.data.tags["leadersboard.benchmark_version"] == "1"
     assert run.data.tags["leadersboard.scorer_version"] == SCORER_VERSION
     assert run.data.tags["leadersboard.verified"] == "true"
+    assert run.data.tags["leadersboard.verification"] == "verified (public test labels)"  # the default benchmark
 
 
 async def test_random_predictions_score_about_half_whatever_the_job_claimed(scoring: ScoringPlatform) -> None:

@@ -110,6 +110,7 @@ def test_scores_json_shape(bench: Synthetic) -> None:
         "scorer_version",
         "resamples",
         "seed",
+        "test_labels_public",
     }
     assert set(data["image_AUROC"]) == {"value", "ci_low", "ci_high"}
     assert set(data["per_category"]) == {"cat0", "cat1", "cat2"}

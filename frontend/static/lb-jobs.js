@@ -51,6 +51,21 @@
     return chosen.map((n) => h("div", { class: "lb-metric" }, h("span", { class: "lb-metric-name" }, n), " ", h("b", null, LB.fmtMetric(metrics[n]))));
   }
 
+  // The platform's own scores first, with their 95% intervals; what the job wrote of itself below, labelled so.
+  function metricsCell(job) {
+    const own = keyMetrics(job.metrics);
+    const ownPart = own.length ? h("div", { class: "lb-self-reported" }, h("div", { class: "lb-hint" }, LB.t("self_reported")), ...own) : null;
+    const scores = job.scores;
+    if (!scores) return ownPart;
+    const label = LB.t(scores.test_labels_public === false ? "verified" : "verified_public_labels");
+    const shown = ["image_AUROC", "pixel_AUPRO"].filter((n) => scores[n]);
+    const interval = (s) => h("span", { class: "lb-hint" }, " [" + LB.fmtMetric(s.ci_low) + ", " + LB.fmtMetric(s.ci_high) + "]");
+    return h("div", null,
+      h("div", { class: "lb-verified" }, h("div", { class: "lb-hint" }, label),
+        ...shown.map((n) => h("div", { class: "lb-metric" }, h("span", { class: "lb-metric-name" }, n), " ", h("b", null, LB.fmtMetric(scores[n].value)), interval(scores[n])))),
+      ownPart);
+  }
+
   function duration(job) {
     if (job.duration_s !== null && job.duration_s !== undefined) return LB.fmtDuration(job.duration_s);
     if (job.status === "running" && job.started_at) return h("span", { class: "lb-live", dataset: { since: job.started_at } }, LB.fmtDuration((Date.now() - new Date(job.started_at)) / 1000));
@@ -70,7 +85,7 @@
       cell("col_submitted", h("span", { title: job.created_at }, LB.fmtTime(job.created_at)), h("div", { class: "lb-hint" }, LB.fmtAgo(job.created_at))),
       cell("col_duration", duration(job)),
       cell("col_method", h("div", null, meta.method || (job.params || {}).method || "—"), h("div", { class: "lb-hint" }, job.dataset || "")),
-      cell("col_metrics", keyMetrics(job.metrics)),
+      cell("col_metrics", metricsCell(job)),
       cell(
         "col_actions",
         h("div", { class: "lb-row-actions" },

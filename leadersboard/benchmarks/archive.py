@@ -8,11 +8,12 @@ a benchmark source is read file by file afterwards, so millions of tiny entries 
 from __future__ import annotations
 
 import shutil
-import stat
 import zipfile
 import zlib
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
+
+from leadersboard.zips import UnsafeEntry, member_target
 
 __all__ = ["DEFAULT_LIMITS", "BadArchive", "ZipLimits", "extract_zip"]
 
@@ -70,12 +71,7 @@ def _check_limits(archive: Path, members: list[zipfile.ZipInfo], limits: ZipLimi
 
 
 def _safe_target(root: Path, member: zipfile.ZipInfo) -> Path:
-    name = PurePosixPath(member.filename)
-    if stat.S_ISLNK(member.external_attr >> 16):
-        raise BadArchive(f"zip entry {member.filename!r} is a symbolic link; links are not allowed")
-    if name.is_absolute() or "\\" in member.filename or ".." in name.parts:
-        raise BadArchive(f"zip entry {member.filename!r} has an absolute path or '..': it would land outside")
-    target = (root / name).resolve()
-    if not target.is_relative_to(root):
-        raise BadArchive(f"zip entry {member.filename!r} would land outside the extraction directory")
-    return target
+    try:
+        return member_target(root, member, place="the extraction directory")
+    except UnsafeEntry as exc:
+        raise BadArchive(str(exc)) from exc

@@ -34,6 +34,7 @@ from leadersboard.models.benchmarks import BenchmarkInfo
 __all__ = [
     "PUBLIC_ZIP",
     "REFERENCE_ZIP",
+    "About",
     "PackedBenchmark",
     "Stager",
     "pack",
@@ -67,6 +68,14 @@ def pack(root: Path, target: Path) -> BenchmarkPart:
     return BenchmarkPart(size=target.stat().st_size, sha256=digest)
 
 
+class About(StrictModel):
+    """What the admin says of a benchmark when registering it (the rest comes from the source)."""
+
+    description: str = ""
+    license: str = ""
+    test_labels_public: bool = True
+
+
 class PackedBenchmark(StrictModel):
     """A benchmark version packed and staged in `directory` (its zips and this state), ready to register."""
 
@@ -74,13 +83,12 @@ class PackedBenchmark(StrictModel):
     public: BenchmarkPart
     reference: BenchmarkPart
 
-    def request(self, *, description: str, license: str) -> CreateBenchmarkRequest:
+    def request(self, about: About) -> CreateBenchmarkRequest:
         info = self.info
         return CreateBenchmarkRequest.model_validate(
             {
                 **info.model_dump(include={"name", "version", "layout", "public_sha256", "reference_sha256"}),
-                "description": description,
-                "license": license,
+                **about.model_dump(),
                 "categories": {name: c.model_dump() for name, c in info.categories.items()},
                 "public": self.public,
                 "reference": self.reference,

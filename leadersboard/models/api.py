@@ -222,6 +222,11 @@ class CreateBenchmarkRequest(StrictModel):
     description: str = Field(default="", max_length=MAX_BENCHMARK_TEXT_CHARS)
     license: str = Field(default="", max_length=MAX_LICENSE_CHARS)
     layout: Layout
+    test_labels_public: bool = Field(
+        default=True,
+        description="Whether the test labels are published elsewhere (true for MVTec AD and VisA): results are "
+        "labelled 'verified (public test labels)'. False only for a split the platform alone holds.",
+    )
     categories: dict[str, BenchmarkCategory] = Field(
         min_length=1,
         max_length=MAX_BENCHMARK_CATEGORIES,
@@ -255,6 +260,7 @@ class CreateBenchmarkRequest(StrictModel):
             description=self.description,
             license=self.license,
             layout=self.layout,
+            test_labels_public=self.test_labels_public,
             categories={name: CategorySummary(**c.model_dump()) for name, c in self.categories.items()},
             public_sha256=self.public_sha256,
             reference_sha256=self.reference_sha256,
@@ -280,6 +286,7 @@ class BenchmarkView(StrictModel):
     description: str
     license: str
     layout: Layout
+    test_labels_public: bool
     created_at: datetime
     categories: dict[str, CategorySummary]
 

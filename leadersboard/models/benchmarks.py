@@ -92,6 +92,9 @@ class BenchmarkInfo(StrictModel):
     description: str = ""
     license: str = ""
     layout: Layout
+    test_labels_public: bool = True
+    """Whether the test labels are published elsewhere (MVTec AD's and VisA's are): results are then shown as
+    "verified (public test labels)", since a model may have seen them; False for a split only the platform holds."""
     created_at: datetime = Field(default_factory=utcnow)
     categories: dict[str, CategorySummary]
     public_sha256: str

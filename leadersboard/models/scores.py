@@ -59,6 +59,13 @@ class Scores(MetricSet):
     scorer_version: str
     resamples: int = Field(gt=0)
     seed: int
+    test_labels_public: bool = True
+    """Copied from the benchmark: scores against public test labels are "verified (public test labels)"."""
+
+    @property
+    def label(self) -> str:
+        """How the scores are shown beside self-reported metrics."""
+        return "verified (public test labels)" if self.test_labels_public else "verified"
 
 
 class ScoresFile(StrictModel):

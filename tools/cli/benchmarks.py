@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
+from rich.progress import TaskID
 from rich.table import Table
 
 from leadersboard.benchmarks.archive import BadArchive
@@ -14,7 +14,7 @@ from leadersboard.benchmarks.source import LayoutError
 from leadersboard.client import AddedBenchmark, Client
 from leadersboard.models.api import BenchmarkView
 from tools.cli.config import client_for
-from tools.cli.output import console, err, human_bytes, print_json, when
+from tools.cli.output import console, err, human_bytes, print_json, progress_bars, when
 
 __all__ = ["add_admin_parser", "add_parser"]
 
@@ -37,6 +37,11 @@ def add_admin_parser(areas: Any, common: argparse.ArgumentParser) -> None:
     add.add_argument("path", type=Path, help="the dataset: a directory or a zip")
     add.add_argument("--description", default="", help="shown in `leadersboard benchmarks`")
     add.add_argument("--license", default="", help="the dataset's licence, e.g. CC BY-NC-SA 4.0")
+    add.add_argument(
+        "--private-test-labels", action="store_true",
+        help="the test labels are published nowhere else (a split only the platform holds); by default results "
+        "are labelled 'verified (public test labels)', as for MVTec AD and VisA",
+    )  # fmt: skip
     add.add_argument("--json", action="store_true")
     add.set_defaults(func=cmd_benchmark_add)
     rescore = actions.add_parser(
@@ -90,10 +95,7 @@ def cmd_benchmark_add(args: argparse.Namespace) -> int:
 
 
 def _add(client: Client, args: argparse.Namespace) -> AddedBenchmark:
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), DownloadColumn(binary_units=True), TransferSpeedColumn(),
-        console=err,
-    ) as bars:  # fmt: skip
+    with progress_bars(sized=False) as bars:
         tasks: dict[str, TaskID] = {}
 
         def advance(part: str, n: int) -> None:
@@ -102,7 +104,8 @@ def _add(client: Client, args: argparse.Namespace) -> AddedBenchmark:
             bars.advance(tasks[part], n)
 
         return client.add_benchmark(
-            args.name, args.path, description=args.description, license=args.license, progress=advance,
+            args.name, args.path, description=args.description, license=args.license,
+            test_labels_public=not args.private_test_labels, progress=advance,
             on_step=lambda text: bars.console.print(text),
         )  # fmt: skip
 

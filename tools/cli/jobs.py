@@ -142,7 +142,7 @@ def _detail(r: JobRecord) -> Table:
         ("metadata", ", ".join(f"{k}={v}" for k, v in r.metadata.items())),
         ("params", ", ".join(f"{k}={v}" for k, v in r.params.items())),
         ("metrics", "\n".join(f"{k} = {v:.6g}" for k, v in r.metrics.items())),
-        ("verified", scores_text(r.scores) if r.scores else ""),
+        (r.scores.label if r.scores else "verified", scores_text(r.scores) if r.scores else ""),
         ("exit code", "" if r.exit_code is None else str(r.exit_code)),
         ("attempts", str(r.attempts)),
         ("runner", r.runner or ""),

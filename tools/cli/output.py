@@ -9,6 +9,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 from leadersboard.liveness import waiting_for_scores
@@ -27,6 +36,7 @@ __all__ = [
     "job_table",
     "metrics_table",
     "print_json",
+    "progress_bars",
     "report",
     "scores_text",
     "status_text",
@@ -55,6 +65,18 @@ def write(text: str) -> None:
     """Raw text (a job's log) on stdout, without markup or wrapping."""
     sys.stdout.write(text)
     sys.stdout.flush()
+
+
+def progress_bars(*, sized: bool = True) -> Progress:
+    """Byte progress bars on stderr, one task a file. `sized=False` for tasks without a total (the bytes sent so
+    far): no percentage and no time left, which would only be wrong there."""
+    columns: list[ProgressColumn] = [TextColumn("{task.description}", justify="left"), BarColumn()]
+    if sized:
+        columns.append(TextColumn("{task.percentage:>3.0f}%"))
+    columns += [DownloadColumn(binary_units=True), TransferSpeedColumn()]
+    if sized:
+        columns.append(TimeRemainingColumn())
+    return Progress(*columns, console=err, transient=False)
 
 
 def status_text(status: JobStatus) -> str:

@@ -7,21 +7,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+from rich.progress import TaskID
 
 from leadersboard.client import Client, UploadStats, collect_files
 from leadersboard.models.api import CreateSubmissionResponse, PresentFile
 from leadersboard.models.submission import missing_declared
 from tools.cli.config import client_for
-from tools.cli.output import err, human_bytes, print_json, report, write
+from tools.cli.output import err, human_bytes, print_json, progress_bars, report, write
 
 __all__ = ["add_parser", "follow", "parse_metadata"]
 
@@ -119,21 +111,8 @@ def _summary(created: CreateSubmissionResponse, stats: UploadStats) -> dict[str,
     }
 
 
-def _bars() -> Progress:
-    return Progress(
-        TextColumn("{task.description}", justify="left"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        DownloadColumn(binary_units=True),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=False,
-    )
-
-
 def _hash(client: Client, files: dict[str, Path]) -> dict[str, str]:
-    with _bars() as bars:
+    with progress_bars() as bars:
         tasks: dict[str, TaskID] = {}
 
         def advance(name: str, n: int) -> None:
@@ -147,7 +126,7 @@ def _hash(client: Client, files: dict[str, Path]) -> dict[str, str]:
 def _upload(client: Client, created: CreateSubmissionResponse, files: dict[str, Path]) -> UploadStats:
     sending = [item.path or "" for item in created.uploads if not isinstance(item, PresentFile)]
     sizes = {name: files[name].stat().st_size for name in sending}
-    with _bars() as bars:
+    with progress_bars() as bars:
         total = bars.add_task(f"[bold]total ({len(sending)} files)[/bold]", total=sum(sizes.values()))
         per_file = {name: bars.add_task(name, total=size) for name, size in sizes.items()}
 
