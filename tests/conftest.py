@@ -55,6 +55,9 @@ async def nc(nats_settings: NatsSettings) -> AsyncIterator[NATS]:
     await client.drain()
 
 
+SESSION_VOLUME_MB = 16
+
+
 @pytest.fixture(scope="session")
 def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seaweed]:
     server = start_seaweed(
@@ -62,6 +65,9 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seaweed]:
         ports=SeaweedPorts.free(),
         access_key="test-" + secrets.token_hex(4),
         secret_key=secrets.token_hex(16),
+        # A fresh bucket per test, a volume per bucket: with weed mini's 128 MB volumes the session ran out of
+        # volumes (free disk / volume size) a few hundred tests in, and every write failed with InternalError.
+        volume_size_limit_mb=SESSION_VOLUME_MB,
     )
     yield server
     server.process.stop()

@@ -267,7 +267,9 @@ def write_s3_identities(path: Path, identities: Sequence[S3Identity]) -> Path:
     return path
 
 
-def seaweed_command(*, data_dir: Path, ports: SeaweedPorts, s3_config: Path) -> list[str]:
+def seaweed_command(
+    *, data_dir: Path, ports: SeaweedPorts, s3_config: Path, volume_size_limit_mb: int | None = None
+) -> list[str]:
     """`weed mini` serving S3 and nothing else anonymous clients could use.
 
     Run it with the directory of its security.toml as cwd (tools/stack/seaweed_security.py): JWT keys
@@ -297,4 +299,7 @@ def seaweed_command(*, data_dir: Path, ports: SeaweedPorts, s3_config: Path) -> 
         f"-s3.localSocket={data_dir}/s3.sock",
         f"-filer.localSocket={data_dir}/filer.sock",
         "-s3.allowedOrigins=*",
+        # Every bucket takes a volume of its own, and the number of volumes is free disk / volume size: a store
+        # holding many small buckets (the test session's, one per test) needs small volumes.
+        *([f"-master.volumeSizeLimitMB={volume_size_limit_mb}"] if volume_size_limit_mb else []),
     ]

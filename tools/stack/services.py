@@ -135,6 +135,7 @@ def start_seaweed(
     secret_key: str,
     service_keys: Mapping[str, tuple[str, str]] | None = None,
     buckets: S3Settings | None = None,
+    volume_size_limit_mb: int | None = None,
 ) -> Seaweed:
     """`weed mini` whose only anonymous-facing API is S3 with its identities (see `seaweed_command`): the admin's,
     and one per service limited to the buckets of `buckets` it needs (fresh keys unless given)."""
@@ -156,7 +157,7 @@ def start_seaweed(
     )
     process = ManagedProcess(
         "seaweedfs",
-        seaweed_command(data_dir=data, ports=ports, s3_config=identities),
+        seaweed_command(data_dir=data, ports=ports, s3_config=identities, volume_size_limit_mb=volume_size_limit_mb),
         root / "logs" / "seaweedfs.log",
         cwd=security.directory,  # where weed reads security.toml
         # 403 means S3 answers and refuses the anonymous probe: authentication is on.
