@@ -19,7 +19,7 @@ from gpu_runner.datasets import CachedDataset, DatasetCache, Extractor, file_sha
 from gpu_runner.sandbox import Bind
 from leadersboard.models.records import JobRecord
 from leadersboard.s3 import S3Client
-from leadersboard.zips import UnsafeEntry, member_target
+from leadersboard.zips import UnsafeEntry, expansion_problem, member_target
 
 __all__ = [
     "BadSubmission",
@@ -232,13 +232,9 @@ def _damaged(archive: Path, member: zipfile.ZipInfo | None, exc: BaseException) 
 
 
 def _check_sizes(archive: Path, members: list[zipfile.ZipInfo], max_total: int, max_ratio: float) -> None:
-    total = sum(m.file_size for m in members)
-    packed = max(1, sum(m.compress_size for m in members))
-    if total > max_total or total / packed > max_ratio:
-        raise UnsafeArchive(
-            f"{archive.name} would expand to {total} bytes ({total / packed:.0f}x its size); "
-            f"the limits are {max_total} bytes and {max_ratio:g}x"
-        )
+    problem = expansion_problem(archive.name, members, max_bytes=max_total, max_ratio=max_ratio)
+    if problem is not None:
+        raise UnsafeArchive(problem)
 
 
 def _safe_target(root: Path, member: zipfile.ZipInfo) -> Path:

@@ -1,4 +1,5 @@
-"""The one rule for where a zip entry may land: inside the extraction root, and never as a link.
+"""The rules a zip must pass before anything is extracted: where each entry may land (inside the extraction root,
+never as a link) and how far the whole may expand.
 
 Used by the runner for submitted zips and by benchmark registration for benchmark archives.
 """
@@ -9,7 +10,7 @@ import stat
 import zipfile
 from pathlib import Path, PurePosixPath
 
-__all__ = ["UnsafeEntry", "member_target"]
+__all__ = ["UnsafeEntry", "expansion_problem", "member_target"]
 
 
 class UnsafeEntry(ValueError):
@@ -28,3 +29,16 @@ def member_target(root: Path, member: zipfile.ZipInfo, *, place: str) -> Path:
     if not target.is_relative_to(root):
         raise outside
     return target
+
+
+def expansion_problem(name: str, members: list[zipfile.ZipInfo], *, max_bytes: int, max_ratio: float) -> str | None:
+    """Why the archive `name` may not be extracted (it would expand past `max_bytes`, or `max_ratio` times its
+    packed size: a zip bomb), or None."""
+    total = sum(m.file_size for m in members)
+    packed = max(1, sum(m.compress_size for m in members))
+    if total > max_bytes or total / packed > max_ratio:
+        return (
+            f"{name} would expand to {total} bytes ({total / packed:.0f}x its size); "
+            f"the limits are {max_bytes} bytes and {max_ratio:g}x"
+        )
+    return None

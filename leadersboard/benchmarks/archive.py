@@ -13,7 +13,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from leadersboard.zips import UnsafeEntry, member_target
+from leadersboard.zips import UnsafeEntry, expansion_problem, member_target
 
 __all__ = ["DEFAULT_LIMITS", "BadArchive", "ZipLimits", "extract_zip"]
 
@@ -61,13 +61,9 @@ def extract_zip(archive: Path, destination: Path, limits: ZipLimits = DEFAULT_LI
 def _check_limits(archive: Path, members: list[zipfile.ZipInfo], limits: ZipLimits) -> None:
     if len(members) > limits.max_members:
         raise BadArchive(f"{archive.name} has {len(members)} entries; the limit is {limits.max_members}")
-    total = sum(m.file_size for m in members)
-    packed = max(1, sum(m.compress_size for m in members))
-    if total > limits.max_total_bytes or total / packed > limits.max_ratio:
-        raise BadArchive(
-            f"{archive.name} would expand to {total} bytes ({total / packed:.0f}x its size); "
-            f"the limits are {limits.max_total_bytes} bytes and {limits.max_ratio:g}x"
-        )
+    problem = expansion_problem(archive.name, members, max_bytes=limits.max_total_bytes, max_ratio=limits.max_ratio)
+    if problem is not None:
+        raise BadArchive(problem)
 
 
 def _safe_target(root: Path, member: zipfile.ZipInfo) -> Path:
