@@ -20,10 +20,12 @@ from pydantic import Field, SerializationInfo, SerializerFunctionWrapHandler, mo
 
 from leadersboard.models.base import StrictModel
 
-__all__ = ["PIXEL_METRICS", "Interval", "MetricSet", "Scores", "ScoresFile"]
+__all__ = ["AVERAGE", "PIXEL_METRICS", "Interval", "MetricSet", "Scores", "ScoresFile"]
 
 PIXEL_METRICS = ("pixel_AUROC", "pixel_AUPRO")
 """The metrics computed only from anomaly maps: left out of the JSON when not computed."""
+AVERAGE = "average"
+"""The group of the category means, beside the category names (`Scores.interval`, `ScoresFile.replicates`)."""
 
 
 class Interval(StrictModel):
@@ -50,6 +52,13 @@ class MetricSet(StrictModel):
                 del data[name]
         return data
 
+    def metric(self, name: str) -> Interval | None:
+        """The metric called `name`, None when it was not computed; a name that is no metric is an error."""
+        if name not in MetricSet.model_fields:
+            raise ValueError(f"unknown metric {name!r}: one of {', '.join(MetricSet.model_fields)}")
+        interval: Interval | None = getattr(self, name)
+        return interval
+
 
 class Scores(MetricSet):
     """Everything the scorer says about one job: averaged metrics at the top, then per category, then how
@@ -66,6 +75,11 @@ class Scores(MetricSet):
     def label(self) -> str:
         """How the scores are shown beside self-reported metrics."""
         return "verified (public test labels)" if self.test_labels_public else "verified"
+
+    def interval(self, metric: str, group: str = AVERAGE) -> Interval | None:
+        """`metric` of the category `group`, or of the category means (AVERAGE); None when not computed there."""
+        metrics = self if group == AVERAGE else self.per_category.get(group)
+        return None if metrics is None else metrics.metric(metric)
 
 
 class ScoresFile(StrictModel):

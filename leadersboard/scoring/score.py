@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from leadersboard.keys import SCORES_CSV
 from leadersboard.models.benchmarks import Reference, ReferenceCategory, ReferenceImage
-from leadersboard.models.scores import Interval, MetricSet, Scores
+from leadersboard.models.scores import AVERAGE, Interval, MetricSet, Scores
 from leadersboard.scoring import metrics
 from leadersboard.scoring.bootstrap import CategoryResample, Replicated, average, category_resample, centred
 from leadersboard.scoring.pixels import gather_pixels, load_mask, resize_map
@@ -43,8 +43,7 @@ DEFAULT_RESAMPLES = 2000
 DEFAULT_SEED = 13
 
 Evaluation = dict[str, dict[str, Replicated]]
-"""Per category name (and "average"), per metric name, the value and its replicates."""
-AVERAGE = "average"
+"""Per category name (and AVERAGE), per metric name, the value and its replicates."""
 
 
 class InvalidReference(ValueError):
