@@ -300,6 +300,7 @@ def test_the_page_lists_the_benchmark_and_labels_verified_and_self_reported_metr
             shown = page.inner_text("#lb-benchmark-info")
             assert f"{NAME} v1: 2 categories, {2 * (TEST_GOOD + TEST_DEFECTIVE)} test images" in shown, shown
             liar = f'#lb-jobs-body tr[data-id="{jobs["liar"].submission_id}"]'
+            page.click("#lb-tab-jobs")
             page.wait_for_selector(liar)
             row = page.inner_text(liar)
             assert "verified (public test labels)" in row and "self-reported" in row, row
