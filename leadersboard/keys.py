@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 __all__ = [
     "BENCHMARK_NAME_PATTERN",
+    "BOARD_BUILT_KEY",
+    "BOARD_REBUILD_KEY",
     "PREDICTIONS_DIR",
     "SCORES_CSV",
     "SUBMISSION_ID_PATTERN",
@@ -23,6 +25,7 @@ __all__ = [
     "is_submission_id",
     "is_user_name",
     "kv_benchmark_key",
+    "kv_board_key",
     "kv_submission_id",
     "kv_submission_key",
     "kv_submissions",
@@ -30,6 +33,7 @@ __all__ = [
     "new_submission_id",
     "parse_manifest_key",
     "predictions_prefix",
+    "replicates_key",
     "result_key",
     "results_prefix",
     "scores_key",
@@ -151,3 +155,21 @@ def predictions_prefix(user: str, submission_id: str) -> str:
 def scores_key(user: str, submission_id: str) -> str:
     """The platform's scores of a benchmark job, with the bootstrap replicates for paired comparisons."""
     return result_key(user, submission_id, "scores.json")
+
+
+def replicates_key(user: str, submission_id: str) -> str:
+    """The bootstrap replicates of a benchmark job's scores, packed for range reads (scoring/replicates.py):
+    the leaderboard reads only the vectors of the metric and category it shows."""
+    return result_key(user, submission_id, "replicates.u16")
+
+
+def kv_board_key(user: str, submission_id: str) -> str:
+    """`e.<user>.<submission id>`: a completed job's entry in the leaderboard view (the board KV bucket), beside
+    the view's own `meta.*` keys."""
+    return f"e.{user}.{submission_id}"
+
+
+BOARD_REBUILD_KEY = "meta.rebuild"
+"""In the board bucket: an admin's request to rebuild the view from the job records (a `BoardRebuild`)."""
+BOARD_BUILT_KEY = "meta.built"
+"""In the board bucket: when the dispatcher last rebuilt the view, how many entries, and which request it answered."""

@@ -126,6 +126,7 @@ async def ensure_topology(js: JetStreamContext, settings: NatsSettings) -> None:
         settings.tokens_kv_bucket,
         settings.quotas_kv_bucket,
         settings.benchmarks_kv_bucket,
+        settings.board_kv_bucket,
     ):
         await kv_bucket(js, bucket, replicas=settings.nats_replicas)
     await kv_bucket(js, settings.issued_kv_bucket, replicas=settings.nats_replicas, ttl_s=ISSUED_TTL_S)

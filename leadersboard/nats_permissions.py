@@ -24,6 +24,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from leadersboard.keys import BOARD_REBUILD_KEY
 from leadersboard.settings import NatsSettings
 
 __all__ = [
@@ -90,13 +91,20 @@ def grants(settings: NatsSettings) -> dict[str, Grant | None]:
         INGEST: _grant(
             INGEST,
             _kv_read(
-                s.tokens_kv_bucket, s.quotas_kv_bucket, s.issued_kv_bucket, s.jobs_kv_bucket, s.benchmarks_kv_bucket
+                s.tokens_kv_bucket,
+                s.quotas_kv_bucket,
+                s.issued_kv_bucket,
+                s.jobs_kv_bucket,
+                s.benchmarks_kv_bucket,
+                s.board_kv_bucket,
             ),
             # Tokens are created and revoked, quotas set and rate-counted, submissions noted as
-            # issued, a job record is marked cancelled, and benchmarks are registered here.
+            # issued, a job record is marked cancelled, and benchmarks are registered here. In the leaderboard
+            # view it only asks for a rebuild (`meta.rebuild`); the dispatcher keeps the entries.
             _kv_write(
                 s.tokens_kv_bucket, s.quotas_kv_bucket, s.issued_kv_bucket, s.jobs_kv_bucket, s.benchmarks_kv_bucket
             ),
+            (f"$KV.{s.board_kv_bucket}.{BOARD_REBUILD_KEY}",),
             # An admin's rescore asks the scorer again for every job of a benchmark.
             (s.scoring_subject,),
         ),
@@ -104,9 +112,9 @@ def grants(settings: NatsSettings) -> dict[str, Grant | None]:
             DISPATCHER,
             _consume(s.events_stream, DISPATCHER_CONSUMER),
             # Tokens only to read: a submission whose token was revoked before its upload is failed.
-            _kv_read(s.jobs_kv_bucket, s.quotas_kv_bucket, s.issued_kv_bucket, s.tokens_kv_bucket),
-            # Issued notes are purged once the submission is accounted for.
-            _kv_write(s.jobs_kv_bucket, s.issued_kv_bucket),
+            _kv_read(s.jobs_kv_bucket, s.quotas_kv_bucket, s.issued_kv_bucket, s.tokens_kv_bucket, s.board_kv_bucket),
+            # Issued notes are purged once the submission is accounted for. It keeps the leaderboard view.
+            _kv_write(s.jobs_kv_bucket, s.issued_kv_bucket, s.board_kv_bucket),
             (s.jobs_subject,),
         ),
         # A runner only reads and compare-and-sets records by key: no watch, so no consumer on the bucket.

@@ -29,6 +29,8 @@ class NatsSettings(BaseSettings):
     quotas_kv_bucket: str = "lb_quotas"
     issued_kv_bucket: str = "lb_issued"
     benchmarks_kv_bucket: str = "lb_benchmarks"
+    board_kv_bucket: str = "lb_board"
+    """The leaderboard view: one compact entry per completed job (leadersboard/board.py), kept by the dispatcher."""
     scoring_stream: str = "LB_SCORING"
     scoring_subject: str = "leadersboard.scoring.run"
     nats_replicas: int = 1
