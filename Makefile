@@ -4,25 +4,33 @@ PYTHON ?= python3.11
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install up test test-quick lint bench clean
+.PHONY: install up test test-slow test-all lint bench clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The system packages too: bubblewrap for the job sandbox, and Chromium with its fonts for the web tests, so
+# that `make test` on a fresh machine runs the whole suite, as CI does (.ci/run is only `make test` + lint).
+$(STAMP): pyproject.toml scripts/install-system-deps.sh scripts/install-browser.sh
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[runner,frontend,local,dev]'
 	@sh scripts/install-system-deps.sh
+	@bash scripts/install-browser.sh
 	@touch $(STAMP)
 
 up: install
 	$(VENV)/bin/leadersboard up
 
+# `make test` runs everything but the suites marked slow (whole-stack chaos, hostile jobs, benchmarks through
+# the stack, browser tours of MLflow): about 20 minutes on 2 cores. CI (.ci/run) runs `make test-slow` too.
 test: install
-	$(PY) -m pytest -ra
+	$(PY) -m pytest -ra -m "not slow" --durations=15
 
-test-quick: install
-	$(PY) -m pytest -ra -m "not slow"
+test-slow: install
+	$(PY) -m pytest -ra -m slow --durations=15
+
+test-all: install
+	$(PY) -m pytest -ra --durations=25
 
 lint: install
 	$(VENV)/bin/ruff check .

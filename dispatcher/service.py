@@ -1,4 +1,5 @@
-"""The dispatcher process: consume bucket events, keep the job view, release jobs, sweep lost ones.
+"""The dispatcher process: consume bucket events, keep the job view, release jobs, sweep lost ones, and keep the
+leaderboard view (dispatcher/board.py) from the job view.
 
 An event whose handling fails is delivered again after a delay that doubles each time. When it keeps failing
 the same way (`max_event_deliveries`, or `max_event_outage_s` of outage), its submission is recorded `failed`
@@ -18,6 +19,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.kv import KeyValue
 
+from dispatcher.board import BoardKeeper
 from dispatcher.faults import GAVE_UP, describe, is_outage, repeated_failure
 from dispatcher.intake import CREATED_EVENTS, Intake
 from dispatcher.recovery import Recovery
@@ -105,7 +107,7 @@ class Dispatcher:
 
     async def start_view(self) -> asyncio.Task[None]:
         task = asyncio.create_task(self.view.follow(self._jobs_kv))
-        await asyncio.wait_for(self.view.ready.wait(), 30)
+        await asyncio.wait_for(self.view.ready.wait(), self.settings.view_load_timeout_s)
         return task
 
     async def release_forever(self, stop: asyncio.Event) -> None:
@@ -150,7 +152,12 @@ async def run(settings: DispatcherSettings, *, stop: asyncio.Event | None = None
         await js.key_value(settings.tokens_kv_bucket),
         view=view,
     )
+    keeper = BoardKeeper(
+        await js.key_value(settings.board_kv_bucket), view, writes_in_flight=settings.board_writes_in_flight,
+        retry_delay_s=settings.board_retry_delay_s,
+    )  # fmt: skip
     view_task = await dispatcher.start_view()
+    keeping = asyncio.create_task(keeper.run())
     releasing = asyncio.create_task(dispatcher.release_forever(stop))
     subscription = await js.pull_subscribe(
         settings.events_subject,
@@ -176,8 +183,9 @@ async def run(settings: DispatcherSettings, *, stop: asyncio.Event | None = None
     finally:
         stop.set()
         await releasing
+        keeping.cancel()
         view_task.cancel()
-        await asyncio.gather(view_task, return_exceptions=True)
+        await asyncio.gather(keeping, view_task, return_exceptions=True)
         await subscription.unsubscribe()
         await nc.drain()
 

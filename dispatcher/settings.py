@@ -38,5 +38,12 @@ class DispatcherSettings(NatsSettings, S3Settings, SigningSettings):
     max_event_outage_s: float = Field(default=24 * 3600.0, gt=0)
     """An event still failing for an outage (store or NATS unreachable) this long after it was published ends
     its submission `failed` too."""
+    view_load_timeout_s: float = Field(default=600.0, gt=0)
+    """How long the first load of every job record may take at start (100,000 records took over 30 s here)
+    before the dispatcher gives up and exits for its supervisor to start it again."""
+    board_writes_in_flight: int = Field(default=256, ge=1, le=4096)
+    """Leaderboard view entries written (or deleted) at once in a reconciliation or a rebuild (dispatcher/board.py)."""
+    board_retry_delay_s: float = Field(default=2.0, gt=0)
+    """After a failed write to the leaderboard view: the delay before the keeper reconciles."""
     burst: bool = False
     """Exit once the event stream is drained and nothing is left to release (tests, one-off catch-ups)."""

@@ -1,9 +1,14 @@
-"""An in-memory mirror of the jobs bucket, kept current by a KV watcher, for scheduling decisions."""
+"""An in-memory mirror of the jobs bucket, kept current by a KV watcher, for scheduling decisions.
+
+Listeners (`ViewListener`, e.g. dispatcher/board.py) hear of every change the watcher applies, and of each full
+(re)load: called synchronously from the watcher, so they only note what changed and do their I/O elsewhere."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
+from typing import Protocol
 
 from nats.js.kv import KeyValue
 
@@ -11,15 +16,27 @@ from leadersboard import nats_io
 from leadersboard.keys import kv_submission_id
 from leadersboard.models.records import JobRecord
 
-__all__ = ["JobView"]
+__all__ = ["JobView", "ViewListener"]
 
 log = logging.getLogger("dispatcher")
 RESTART_DELAY_S = 1.0
 
 
+class ViewListener(Protocol):
+    def record_put(self, record: JobRecord) -> None:
+        """A record was written (after the initial load)."""
+
+    def record_removed(self, key: str) -> None:
+        """The record under the jobs bucket key `key` (`keys.kv_submission_key`) was deleted or purged."""
+
+    def reloaded(self, records: Mapping[str, JobRecord]) -> None:
+        """The view was (re)loaded in full, at start and after a reconnect: `records` by submission id."""
+
+
 class JobView:
     def __init__(self) -> None:
         self.records: dict[str, JobRecord] = {}
+        self.listeners: list[ViewListener] = []
         self.changed = asyncio.Event()
         self.ready = asyncio.Event()
         self.resync = asyncio.Event()
@@ -60,14 +77,21 @@ class JobView:
                         self.records, initial = loaded, False
                         self.ready.set()
                         self.changed.set()
+                        for listener in self.listeners:
+                            listener.reloaded(self.records)
                     continue
                 if entry.operation in ("DEL", "PURGE") or not entry.value:
                     target.pop(kv_submission_id(entry.key), None)
+                    if not initial:
+                        for listener in self.listeners:
+                            listener.record_removed(entry.key)
                 else:
                     record = JobRecord.model_validate_json(entry.value)
                     target[record.submission_id] = record
                     if not initial:
                         self.changed.set()
+                        for listener in self.listeners:
+                            listener.record_put(record)
         finally:
             resync.cancel()
             await nats_io.stop_watcher(watcher)

@@ -16,7 +16,16 @@ from typing import Any
 from frontend.guard import TrafficStats, UploadGuard
 from frontend.settings import FrontendSettings
 
-__all__ = ["SCRIPTS", "STATIC_DIR", "STATIC_ROUTE", "STYLESHEET", "browser_config", "build_page", "create_app"]
+__all__ = [
+    "SCRIPTS",
+    "STATIC_DIR",
+    "STATIC_ROUTE",
+    "STYLESHEET",
+    "WORKER_SCRIPTS",
+    "browser_config",
+    "build_page",
+    "create_app",
+]
 
 STATIC_DIR = Path(__file__).parent / "static"
 STATIC_ROUTE = "/lb-static"
@@ -24,14 +33,17 @@ STATIC_ROUTE = "/lb-static"
 SCRIPTS = (
     "lb-core.js",
     "lb-i18n.js",
-    "lb-sha256.js",
+    "lb-hash.js",
     "lb-upload.js",
     "lb-submit.js",
     "lb-jobs.js",
+    "lb-plot.js",
     "lb-board.js",
     "lb-main.js",
 )
 STYLESHEET = "lb.css"
+WORKER_SCRIPTS = {"hash_worker_url": "lb-hash-worker.js", "hash_library_url": "vendor/hash-wasm-sha256.js"}
+"""Loaded by the page's Web Workers (lb-hash.js), not by the page: the page gets their versioned URLs."""
 
 _ROOT_TEMPLATE = """<div id="lb-app" class="lb-app" aria-busy="true">
   <div class="lb-loading"><span class="lb-spinner"></span> Loading LeadersBoard…</div>
@@ -54,8 +66,10 @@ def browser_config(settings: FrontendSettings) -> dict[str, Any]:
         "store_console_url": (settings.store_console_url or "").rstrip("/"),
         "jobs_refresh_ms": int(settings.jobs_refresh_s * 1000),
         "log_poll_ms": int(settings.log_poll_s * 1000),
+        "jobs_page_size": settings.jobs_page_size,
         "default_metric": settings.default_metric,
         "upload_concurrency": settings.upload_concurrency,
+        **{key: _versioned(name) for key, name in WORKER_SCRIPTS.items()},
         "language": settings.language,
     }
 

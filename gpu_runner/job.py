@@ -17,11 +17,12 @@ from gpu_runner.execute import JobLaunch, run_entrypoint
 from gpu_runner.results import dataset_name, output_files, upload_results
 from gpu_runner.sandbox import dataset_cache_root, resolve_sandbox
 from gpu_runner.settings import RunnerSettings
-from gpu_runner.tracking import log_run
+from gpu_runner.tracking import SubmissionLinks, log_run
 from gpu_runner.verdict import judge
 from gpu_runner.workspace import BadSubmission, Prepared, Workspace, extract_zip, link_datasets, prepare
 from leadersboard import keys
 from leadersboard.benchmarks.catalogue import BenchmarkCatalogue
+from leadersboard.experiments import runs_url
 from leadersboard.keys import PREDICTIONS_DIR
 from leadersboard.limits import MAX_PARAM_VALUE_CHARS
 from leadersboard.models.base import utcnow
@@ -234,10 +235,10 @@ async def _finish(
             outputs=[p for p in outputs if _mlflow_artifact(p, workspace.output, predictions)],
             output_root=workspace.output,
             succeeded=outcome.status is JobStatus.COMPLETED,
+            links=SubmissionLinks(web_url=settings.web_public_url, api_url=settings.api_public_url),
         )
         outcome.mlflow_run_id = tracked.run_id
-        base = settings.mlflow_public_url.rstrip("/")
-        outcome.mlflow_run_url = f"{base}/#/experiments/{tracked.experiment_id}/runs/{tracked.run_id}"
+        outcome.mlflow_run_url = runs_url(settings.mlflow_public_url, tracked.experiment_id, tracked.run_id)
     return outcome
 
 

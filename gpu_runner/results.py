@@ -11,6 +11,7 @@ import yaml
 from pydantic import ValidationError
 
 from leadersboard import keys
+from leadersboard.experiments import experiment_name
 from leadersboard.keys import PREDICTIONS_DIR, SCORES_CSV
 from leadersboard.limits import MAX_METRICS, MAX_PARAMS, mlflow_name_problem
 from leadersboard.models.metrics import MetricsFile
@@ -78,21 +79,23 @@ def check_names(metrics: MetricsFile) -> None:
 
 def dataset_name(record: JobRecord, metrics: MetricsFile | None, config_path: Path) -> str:
     """The dataset the job ranks under (and its MLflow experiment): a benchmark job's benchmark, else metadata,
-    then metrics.json params, then the config. The prefix keeps verified results apart from a self-reported
-    dataset of the same name."""
-    if record.benchmark is not None:
-        return f"benchmark:{record.benchmark}"
+    then metrics.json params, then the config, spelled one way (leadersboard/experiments.py)."""
+    said = _said_dataset(record, metrics, config_path)
+    return experiment_name(benchmark=record.benchmark, dataset=said or "")
+
+
+def _said_dataset(record: JobRecord, metrics: MetricsFile | None, config_path: Path) -> str | None:
     for candidate in (record.metadata.get("dataset"), metrics.params.get("dataset") if metrics else None):
         if candidate:
-            return str(candidate)[:100]
+            return str(candidate)
     data = _config_data_section(config_path)
     init_args = data.get("init_args")
     if not isinstance(init_args, dict):
         init_args = {}
     for candidate in (init_args.get("name"), data.get("name")):
         if candidate:
-            return str(candidate)[:100]
-    return "default"
+            return str(candidate)
+    return None
 
 
 def _config_data_section(config_path: Path) -> dict[str, Any]:

@@ -57,6 +57,10 @@ class RunnerSettings(NatsSettings, S3Settings):
     keep_workdirs: bool = False
     mlflow_tracking_uri: str = "http://127.0.0.1:5010"
     mlflow_public_url: str = "http://127.0.0.1:5010"
+    web_public_url: str = "http://127.0.0.1:8501"
+    """The web page as users reach it: each MLflow run's description links to its submission there."""
+    api_public_url: str = "http://127.0.0.1:8000"
+    """The HTTP API as users reach it (without /api/v1): each MLflow run links to its submission's record."""
     mlflow_username: str = "runner"
     """The runner's MLflow account (MLflow runs with basic auth; see leadersboard/mlflow_auth.py)."""
     mlflow_password: SecretStr | None = None

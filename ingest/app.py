@@ -14,10 +14,12 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import ServiceUnavailableError
 from pydantic import ValidationError
 
-from ingest import benchmarks, mlflow_proxy, routes
+from ingest import benchmarks, deletion, leaderboard, mlflow_proxy, retention, routes
 from ingest.auth import auth_middleware
+from ingest.board import BoardIndex, following
 from ingest.context import SERVICES, SETTINGS, Handler, Services, route_spec
 from ingest.errors import ApiError, BadRequest, ServiceUnavailable, http_error_response
+from ingest.replicates import ReplicateCache
 from ingest.settings import IngestSettings
 from leadersboard import nats_io
 from leadersboard.benchmarks.catalogue import BenchmarkCatalogue
@@ -42,16 +44,25 @@ def create_app(settings: IngestSettings) -> web.Application:
     app = web.Application(middlewares=middlewares, client_max_size=1024**2)
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_services)
+    app.cleanup_ctx.append(retention.serving)  # the policy's store and the periodic sweep, on the services
     if settings.mlflow_proxy_port is not None:  # the public MLflow port, on the same token store
         app.cleanup_ctx.append(mlflow_proxy.serving)
     routes.add_routes(app)
     benchmarks.add_routes(app)
+    deletion.add_routes(app)
+    retention.add_routes(app)
+    leaderboard.add_routes(app)
     return app
 
 
 async def _services(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    nc = await nats_io.connect(settings, name="ingest")
+    board = BoardIndex()
+
+    async def reload_board() -> None:  # after a reconnect the view's watcher may be gone
+        board.resync.set()
+
+    nc = await nats_io.connect(settings, name="ingest", on_reconnect=reload_board)
     js = nc.jetstream()  # the topology is the admin's to declare (nats_io.ensure_topology): here we only bind
     jobs = JobStore(await js.key_value(settings.jobs_kv_bucket))
     tokens = TokenStore(await js.key_value(settings.tokens_kv_bucket))
@@ -60,10 +71,15 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         await tokens.ensure(settings.admin_token.get_secret_value(), settings.admin_user, Role.ADMIN)
     issued = IssuedStore(await js.key_value(settings.issued_kv_bucket))
     catalogue = BenchmarkCatalogue(await js.key_value(settings.benchmarks_kv_bucket))
+    board_kv = await js.key_value(settings.board_kv_bucket)
+    s3 = make_client(settings)
+    replicates = ReplicateCache(s3, settings.bucket, max_bytes=settings.replicate_cache_mb * 1024**2)
     app[SERVICES] = Services(
-        settings, nc, jobs, tokens, quotas, issued, make_client(settings), make_presigner(settings), catalogue
-    )
-    yield
+        settings, nc, jobs, tokens, quotas, issued, s3, make_presigner(settings), catalogue,
+        board=board, board_kv=board_kv, replicates=replicates,
+    )  # fmt: skip
+    async with following(board, board_kv):
+        yield
     await nc.drain()
 
 
@@ -125,7 +141,7 @@ def cors_middleware(settings: IngestSettings) -> Middleware:
         if origin and ("*" in allowed or origin in allowed):
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
-            response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS"
             response.headers["Access-Control-Expose-Headers"] = exposed
         return response
 

@@ -15,9 +15,12 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 from nats.aio.client import Client as NATS
+from nats.js.kv import KeyValue
 from pydantic import BaseModel
 
+from ingest.board import BoardIndex
 from ingest.errors import BadRequest, ServiceUnavailable
+from ingest.replicates import ReplicateCache
 from ingest.settings import IngestSettings
 from leadersboard.benchmarks.catalogue import BenchmarkCatalogue
 from leadersboard.issued import IssuedStore
@@ -64,6 +67,10 @@ class Services:
     s3: S3Client
     presigner: S3Client
     benchmarks: BenchmarkCatalogue
+    board: BoardIndex
+    """The leaderboard view, followed in memory (ingest/board.py)."""
+    board_kv: KeyValue
+    replicates: ReplicateCache
 
     def require_nats(self) -> None:
         if not self.nc.is_connected:

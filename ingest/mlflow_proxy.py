@@ -40,6 +40,7 @@ from ingest.errors import (
     error_response,
 )
 from ingest.mlflow_policy import PUBLIC_ARTIFACT, Kind, Verdict, classify, filter_listing, visible_to_others
+from ingest.mlflow_ui import UI_PAGES, with_ui_defaults
 from ingest.settings import IngestSettings
 from leadersboard.mlflow_auth import MlflowAccountError, ensure_user
 from leadersboard.models.records import Role, TokenRecord
@@ -236,6 +237,8 @@ class MlflowProxy:
             if response.status == 401 and auth == self.admin_auth:
                 log.error("MLflow refused the proxy's admin account: check mlflow_admin_user/mlflow_admin_password")
                 return error_response(502, "the MLflow proxy is misconfigured; please report it to the administrators")
+            if request.method == "GET" and request.path in UI_PAGES and _plain(response):
+                return await _ui_page(response)
             return await _relay(request, response)
 
     def _upstream(
@@ -263,6 +266,20 @@ async def _relay(request: web.Request, response: aiohttp.ClientResponse) -> web.
         await out.write(chunk)
     await out.write_eof()
     return out
+
+
+def _plain(response: aiohttp.ClientResponse) -> bool:
+    """A 200 the proxy can edit: not compressed (MLflow sends its page plain; the proxy does not decompress)."""
+    return response.status == 200 and "Content-Encoding" not in response.headers
+
+
+async def _ui_page(response: aiohttp.ClientResponse) -> web.Response:
+    """MLflow's page (a few hundred bytes), opening experiments on their runs (ingest/mlflow_ui.py); its
+    length and validators change with it."""
+    page = with_ui_defaults(await response.content.read(MAX_INSPECTED_BYTES))
+    dropped = _HOP | {"content-length", "etag", "last-modified"}
+    headers = CIMultiDict((k, v) for k, v in response.headers.items() if k.lower() not in dropped)
+    return web.Response(status=200, body=page, headers=headers)
 
 
 async def _read_capped(request: web.Request) -> bytes:

@@ -20,6 +20,17 @@ from leadersboard.models.api import (
     ErrorBody,
     RescoreResponse,
 )
+from leadersboard.models.board import BoardBuilt
+from leadersboard.models.housekeeping import DeletionReport, RetentionPolicy, SweepReport, UsageReport
+from leadersboard.models.leaderboard import (
+    BoardQuery,
+    JobPage,
+    JobPageQuery,
+    RebuildAccepted,
+    SelfReportedBoard,
+    SelfReportedQuery,
+    VerifiedBoard,
+)
 from leadersboard.models.records import JobRecord, Quota, QuotaOverride
 
 __all__ = ["document", "serve"]
@@ -67,7 +78,18 @@ _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"
 _NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 _VERSION = {"name": "version", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
 _ALL = {"name": "all", "in": "query", "schema": {"type": "boolean", "default": False}}
-_LIST = {"type": "object", "properties": {"submissions": {"type": "array", "items": _ref(JobRecord)}}}
+_BOARD = {"oneOf": [_ref(VerifiedBoard), _ref(SelfReportedBoard)]}
+
+
+def _query(*models: type[BaseModel]) -> list[dict[str, Any]]:
+    """The query parameters of the models a handler validates its query with (the first model's wins a name)."""
+    params: dict[str, dict[str, Any]] = {}
+    for model in models:
+        for name, schema in model.model_json_schema()["properties"].items():
+            params.setdefault(name, {"name": name, "in": "query", "schema": schema})
+    return list(params.values())
+
+
 _ME = {
     "type": "object",
     "properties": {
@@ -96,33 +118,44 @@ def document() -> dict[str, Any]:
     models: list[type[BaseModel]] = [
         CreateSubmissionRequest, CreateSubmissionResponse, JobRecord, ErrorBody, CreateTokenRequest, Quota,
         QuotaOverride, CreateBenchmarkRequest, CreateBenchmarkResponse, BenchmarkListing, BenchmarkView,
-        RescoreResponse,
+        RescoreResponse, VerifiedBoard, SelfReportedBoard, JobPage, RebuildAccepted, BoardBuilt,
     ]  # fmt: skip
+    models += [DeletionReport, RetentionPolicy, SweepReport, UsageReport]  # ingest/deletion.py, ingest/retention.py
     schemas: dict[str, Any] = {}
     for model in models:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
-    query = [
-        {"name": "dataset", "in": "query", "schema": {"type": "string"}},
-        {"name": "metric", "in": "query", "schema": {"type": "string", "default": "image_AUROC"}},
-        {"name": "best_per_user", "in": "query", "schema": {"type": "boolean", "default": True}},
-    ]
     offset = {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}}
     paths = {
         "/api/v1/submissions": {
             "post": _op("Create a submission; returns presigned upload URLs", ("201", _json(CreateSubmissionResponse)),
                         body=CreateSubmissionRequest),
-            "get": _op("List your submissions (admins: ?all=1 for everyone's)", ("200", _json(_LIST))),
+            "get": _op("A page of your submissions, newest first; `next_cursor` is the next page's `cursor` (admins: "
+                       "?all=true for everyone's)", ("200", _json(JobPage)), params=_query(JobPageQuery)),
         },
-        "/api/v1/submissions/{id}": {"get": _op("One submission", ("200", _json(JobRecord)), params=[_ID])},
+        "/api/v1/submissions/{id}": {
+            "get": _op("One submission", ("200", _json(JobRecord)), params=[_ID]),
+            "delete": _op("Delete a finished submission: files, results, MLflow run, record (owner or admin; 409 "
+                          "while it runs)", ("200", _json(DeletionReport)), params=[_ID]),
+        },
         "/api/v1/submissions/{id}/logs": {
             "get": _op("The job log from byte `offset`; X-Next-Offset tells where to go on", ("200", _TEXT),
                        params=[_ID, offset]),
         },
         "/api/v1/submissions/{id}/cancel": {"post": _op("Cancel a pending or running job",
                                                         ("200", _json(JobRecord)), params=[_ID])},
-        "/api/v1/leaderboard": {"get": _op("Completed submissions ranked by a metric", ("200", {}), params=query)},
+        "/api/v1/leaderboard": {
+            "get": _op("With `benchmark`: its verified board (platform scores, 95% intervals, rank ranges, ties with "
+                       "the leader; `metric`, `category`, `version`, `all`, `limit`, `offset`). Without: the "
+                       "self-reported board (`metric`, `dataset`, `best_per_user`)", ("200", _json(_BOARD)),
+                       params=_query(BoardQuery, SelfReportedQuery)),
+        },
+        "/api/v1/admin/leaderboard/rebuild": {
+            "post": _op("Ask for the leaderboard view to be rebuilt from the job records",
+                        ("202", _json(RebuildAccepted))),
+            "get": _op("The view's last rebuild (404: none yet)", ("200", _json(BoardBuilt))),
+        },
         "/api/v1/me": {"get": _op("The caller's user, role, token id and expiry (never the token)",
                                   ("200", _json(_ME)))},
         "/api/v1/health": {"get": _op("Health of the API and its backing services", ("200", {}), auth=False)},
@@ -160,6 +193,16 @@ def document() -> dict[str, Any]:
                         ("200", _json(_USER_STATE)), params=[_USER]),
         },
         "/api/v1/admin/quotas": {"get": _op("Default quota and per-user overrides", ("200", {}))},
+        "/api/v1/admin/retention": {
+            "get": _op("The retention policy (null: kept for ever)", ("200", _json(RetentionPolicy))),
+            "put": _op("Set the retention policy", ("200", _json(RetentionPolicy)), body=RetentionPolicy),
+        },
+        "/api/v1/admin/retention/sweep": {
+            "post": _op("Apply the retention policy now; also aborts abandoned multipart uploads",
+                        ("200", _json(SweepReport))),
+        },
+        "/api/v1/admin/usage": {"get": _op("Storage per user under submissions/, blobs/ and results/",
+                                           ("200", _json(UsageReport)))},
         "/api/v1/admin/quotas/default": {
             "put": _op("Set the default quota (takes effect at once)", ("200", _json(Quota)), body=Quota),
         },

@@ -1,4 +1,4 @@
-"""The /api/v1 routes for users: submissions, logs, cancel, leaderboard, health."""
+"""The /api/v1 routes for users: submissions, logs, cancel, health (the leaderboard: ingest/leaderboard.py)."""
 
 from __future__ import annotations
 
@@ -16,15 +16,16 @@ from ingest.auth import caller_of
 from ingest.context import Services, parse_body, public, services, without_nats
 from ingest.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, TooManyRequests
 from ingest.presign import UploadPolicy, presign_submission
-from leadersboard import keys, ranking
+from leadersboard import keys
 from leadersboard.models.api import CreateSubmissionRequest
 from leadersboard.models.base import utcnow
 from leadersboard.models.benchmarks import BenchmarkInfo
+from leadersboard.models.leaderboard import JobPageQuery
 from leadersboard.models.records import JobRecord, JobStatus, Role
 from leadersboard.quotas import RateDecision
 from leadersboard.s3 import error_code, is_not_found
 
-__all__ = ["add_routes", "job_view"]
+__all__ = ["add_routes", "job_view", "visible_job"]
 
 log = logging.getLogger("ingest")
 
@@ -37,7 +38,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/submissions/{id}", get_submission)
     app.router.add_get("/api/v1/submissions/{id}/logs", get_logs)
     app.router.add_post("/api/v1/submissions/{id}/cancel", cancel_submission)
-    app.router.add_get("/api/v1/leaderboard", leaderboard)
     app.router.add_get("/api/v1/health", health)
     app.router.add_get("/api/v1/me", whoami)
     app.router.add_get("/api/v1/openapi.json", public(without_nats(openapi.serve)))
@@ -106,7 +106,7 @@ def job_view(record: JobRecord) -> dict[str, Any]:
     return record.model_dump(mode="json", exclude={"version"})
 
 
-async def _visible_job(request: web.Request) -> JobRecord:
+async def visible_job(request: web.Request) -> JobRecord:
     svc, caller = services(request), caller_of(request)
     submission_id = request.match_info["id"]
     if not keys.is_submission_id(submission_id):
@@ -124,19 +124,21 @@ async def _visible_job(request: web.Request) -> JobRecord:
 
 
 async def list_submissions(request: web.Request) -> web.Response:
+    """A page of the caller's jobs, newest first (admins: everyone's with `all=true`)."""
     svc, caller = services(request), caller_of(request)
-    everyone = caller.role is Role.ADMIN and request.query.get("all") in ("1", "true")
-    records = await svc.jobs.list_records(None if everyone else caller.user)
-    return web.json_response({"submissions": [job_view(r) for r in reversed(records)]})
+    query = JobPageQuery.model_validate(dict(request.query))
+    everyone = caller.role is Role.ADMIN and query.all
+    records, cursor = await svc.jobs.page(None if everyone else caller.user, limit=query.limit, after=query.cursor)
+    return web.json_response({"submissions": [job_view(r) for r in records], "next_cursor": cursor})
 
 
 async def get_submission(request: web.Request) -> web.Response:
-    return web.json_response(job_view(await _visible_job(request)))
+    return web.json_response(job_view(await visible_job(request)))
 
 
 async def get_logs(request: web.Request) -> web.Response:
     svc = services(request)
-    record = await _visible_job(request)
+    record = await visible_job(request)
     try:
         offset = int(request.query.get("offset", "0"))
     except ValueError as exc:
@@ -162,7 +164,7 @@ def _read_range(svc: Services, key: str, offset: int) -> bytes:
 
 async def cancel_submission(request: web.Request) -> web.Response:
     svc, caller = services(request), caller_of(request)
-    record = await _visible_job(request)
+    record = await visible_job(request)
     applied = False
 
     def cancel(current: JobRecord) -> JobRecord | None:
@@ -184,17 +186,6 @@ async def cancel_submission(request: web.Request) -> web.Response:
             f"submission {record.submission_id} is already {status}; only pending or running jobs can be cancelled"
         )
     return web.json_response(job_view(updated))
-
-
-async def leaderboard(request: web.Request) -> web.Response:
-    best_per_user = request.query.get("best_per_user", "true").lower() not in ("0", "false", "no")
-    board = ranking.leaderboard(
-        await services(request).jobs.list_records(None),
-        request.query.get("metric", ranking.DEFAULT_METRIC),
-        dataset=request.query.get("dataset"),
-        best_per_user=best_per_user,
-    )
-    return web.json_response(board)
 
 
 @public

@@ -44,7 +44,27 @@ class IngestSettings(NatsSettings, S3Settings, SigningSettings):
     """How long the proxy remembers a run's owner (the `user` tag; only the runner and admins set it)."""
     mlflow_setup_timeout_s: float = 300.0
     """How long ingest keeps trying to create the runners' account while MLflow starts."""
+    # Deletion and retention (ingest/deletion.py, ingest/retention.py).
+    mlflow_delete_attempts: int = Field(default=4, ge=1, le=10)
+    """Tries of each MLflow request of a deletion while MLflow is unreachable or answers 5xx."""
+    mlflow_delete_backoff_s: float = Field(default=0.5, ge=0, le=30)
+    mlflow_delete_timeout_s: float = Field(default=30.0, gt=0)
+    deletion_settle_s: float = Field(default=120.0, ge=0)
+    """A job cancelled while it ran may be deleted this long after: its runner stops and writes its last log."""
+    retention_sweep_interval_s: float | None = Field(default=3600.0, gt=0)
+    """How often the retention sweep runs in the background; None: only when an admin asks (`retention sweep`)."""
+    abandoned_upload_s: float = Field(default=24 * 3600.0, gt=0)
+    """Multipart uploads begun longer ago, and blobs no submission uses written longer ago, are removed by the
+    sweep. Longer than `presign_expiry_s`, so that no upload still allowed is cut short."""
+    replicate_cache_mb: int = Field(default=64, ge=1)
+    """Memory for the bootstrap replicates of the rows verified boards show (ingest/replicates.py)."""
     cors_origins: list[str] = ["*"]
+
+    @model_validator(mode="after")
+    def _uploads_end_before_abandoned(self) -> IngestSettings:
+        if self.abandoned_upload_s <= self.presign_expiry_s:
+            raise ValueError("abandoned_upload_s: must be longer than presign_expiry_s (uploads still allowed)")
+        return self
 
     @model_validator(mode="after")
     def _proxy_has_an_account(self) -> IngestSettings:

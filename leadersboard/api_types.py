@@ -1,4 +1,5 @@
-"""Typed shapes of the API's JSON answers that have no model of their own (tokens, quotas, leaderboard)."""
+"""Typed shapes of the API's JSON answers that have no model of their own (tokens, quotas; the leaderboard's are
+models: leadersboard/models/leaderboard.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,6 @@ from typing import TypedDict
 
 __all__ = [
     "CreatedToken",
-    "Leaderboard",
-    "LeaderboardEntry",
     "Limits",
     "QuotaOverview",
     "TokenInfo",
@@ -77,24 +76,3 @@ class UserState(TypedDict):
     """Ids of the tokens this call revoked."""
     cancelled: list[str]
     """Submissions (pending or running) this call cancelled."""
-
-
-class LeaderboardEntry(TypedDict):
-    rank: int
-    user: str
-    submission_id: str
-    dataset: str | None
-    method: str | None
-    description: str | None
-    value: float
-    metrics: dict[str, float]
-    submitted_at: str
-    mlflow_run_url: str | None
-
-
-class Leaderboard(TypedDict):
-    metric: str
-    higher_is_better: bool
-    dataset: str | None
-    datasets: list[str]
-    entries: list[LeaderboardEntry]

@@ -24,7 +24,6 @@ import httpx
 
 from leadersboard.api_types import (
     CreatedToken,
-    Leaderboard,
     Limits,
     QuotaOverview,
     TokenInfo,
@@ -41,6 +40,9 @@ from leadersboard.benchmarks.package import (
     staged,
     staging_dir,
 )
+from leadersboard.client_boards import BoardCalls
+from leadersboard.client_errors import ApiError, ClientError, api_url, checked, transport_errors
+from leadersboard.client_housekeeping import HousekeepingCalls
 from leadersboard.models.api import (
     NEXT_VERSION_HEADER,
     BenchmarkListing,
@@ -63,7 +65,7 @@ from leadersboard.upload import (
     file_hashes,
 )
 
-__all__ = ["AddedBenchmark", "ApiError", "Client", "Progress", "UploadStats", "collect_files"]
+__all__ = ["AddedBenchmark", "ApiError", "Client", "ClientError", "Progress", "UploadStats", "collect_files"]
 
 _SKIPPED_PARTS = {"__pycache__", ".git", ".venv", "output", ".ipynb_checkpoints"}
 VERSION_ATTEMPTS = 5
@@ -84,17 +86,6 @@ class _VersionConflict(Exception):
         self.next_version = next_version
 
 
-class ApiError(Exception):
-    """An error answer of the API (`{"error": {"code", "message"}}`) or of the store."""
-
-    def __init__(self, status: int, code: str, message: str, retry_after_s: float | None = None) -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-        self.retry_after_s = retry_after_s
-
-
 def collect_files(paths: Sequence[str | Path]) -> dict[str, Path]:
     """Submission path -> local file, from files and directories (hidden files and caches left out)."""
     files: dict[str, Path] = {}
@@ -111,7 +102,7 @@ def collect_files(paths: Sequence[str | Path]) -> dict[str, Path]:
     return files
 
 
-class Client:
+class Client(HousekeepingCalls, BoardCalls):  # also: client_housekeeping.py (deletion, retention), client_boards.py
     """The API at `url` (e.g. `http://127.0.0.1:8000`) with a bearer `token`.
 
     `workers` threads upload multipart parts in parallel; `retry` governs retries of failed store requests;
@@ -123,7 +114,7 @@ class Client:
         self, url: str, token: str, *, timeout_s: float = 30.0, workers: int = 8, retry: RetryPolicy | None = None,
         store_transport: httpx.BaseTransport | None = None, hash_cache: HashCache | None = None,
     ) -> None:  # fmt: skip
-        self.url = url.rstrip("/")
+        self.url = api_url(url)
         self._http = httpx.Client(
             base_url=f"{self.url}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=timeout_s
         )
@@ -145,11 +136,11 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        response = self._http.request(method, path, **kwargs)
-        if response.status_code >= 400:
-            raise _api_error(response)
-        return response
+    def _call(self, method: str, path: str, *, json_answer: bool = True, **kwargs: Any) -> httpx.Response:
+        """The answer of a successful call; every failure as one of leadersboard.client_errors' exceptions."""
+        with transport_errors(self.url):
+            response = self._http.request(method, path, **kwargs)
+        return checked(response, json_answer=json_answer)
 
     # --- submitting ----------------------------------------------------------------------------------------------
 
@@ -212,23 +203,13 @@ class Client:
     def get(self, submission_id: str) -> JobRecord:
         return JobRecord.model_validate(self._call("GET", f"/submissions/{submission_id}").json())
 
-    def jobs(self, *, everyone: bool = False) -> list[JobRecord]:
-        """Your submissions, newest first (admins: everyone's with `everyone=True`)."""
-        params = {"all": "1"} if everyone else {}
-        body = self._call("GET", "/submissions", params=params).json()
-        return [JobRecord.model_validate(item) for item in body["submissions"]]
-
     def logs(self, submission_id: str, offset: int = 0) -> tuple[str, int, str]:
         """(new text from byte `offset`, next offset, job status)."""
-        response = self._call("GET", f"/submissions/{submission_id}/logs", params={"offset": offset})
+        response = self._call("GET", f"/submissions/{submission_id}/logs", params={"offset": offset}, json_answer=False)
         return response.text, int(response.headers["X-Next-Offset"]), response.headers["X-Job-Status"]
 
     def cancel(self, submission_id: str) -> JobRecord:
         return JobRecord.model_validate(self._call("POST", f"/submissions/{submission_id}/cancel").json())
-
-    def leaderboard(self, *, dataset: str | None = None, metric: str = "image_AUROC") -> Leaderboard:
-        params = {"metric": metric} | ({"dataset": dataset} if dataset else {})
-        return cast(Leaderboard, self._call("GET", "/leaderboard", params=params).json())
 
     def wait(
         self, submission_id: str, *, timeout_s: float = 3600.0, poll_s: float = 1.0,
@@ -395,25 +376,14 @@ class Client:
 
     def _register(self, packed: PackedBenchmark, about: About) -> CreateBenchmarkResponse:
         body = packed.request(about).model_dump(mode="json")
-        response = self._http.post("/admin/benchmarks", json=body)
+        with transport_errors(self.url):
+            response = self._http.post("/admin/benchmarks", json=body)
         next_version = response.headers.get(NEXT_VERSION_HEADER)
         if response.status_code == 409 and next_version is not None and next_version.isdigit():
             raise _VersionConflict(int(next_version))
-        if response.status_code >= 400:
-            raise _api_error(response)
-        return CreateBenchmarkResponse.model_validate(response.json())
+        return CreateBenchmarkResponse.model_validate(checked(response).json())
 
 
 def _merge_limits(current: Mapping[str, Any] | None, **given: float | None) -> dict[str, float | None]:
     """The limits given, and the current value of each one not given."""
     return {name: value if value is not None or current is None else current.get(name) for name, value in given.items()}
-
-
-def _api_error(response: httpx.Response) -> ApiError:
-    retry_after = response.headers.get("Retry-After")
-    try:
-        error = response.json()["error"]
-        code, message = str(error["code"]), str(error["message"])
-    except (ValueError, KeyError, TypeError):
-        code, message = "http_error", response.text[:500]
-    return ApiError(response.status_code, code, message, float(retry_after) if retry_after else None)

@@ -3,14 +3,15 @@ compare-and-set."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from leadersboard.keys import kv_submission_key, kv_submissions
+from leadersboard.keys import kv_submission_id, kv_submission_key, kv_submissions
 from leadersboard.models.records import JobRecord
-from leadersboard.nats_io import kv_read, kv_values
+from leadersboard.nats_io import kv_keys, kv_read, kv_values
 
 __all__ = ["JobStore", "Mutation"]
 
@@ -56,9 +57,31 @@ class JobStore:
                 continue
             return changed
 
+    async def remove(self, user: str, submission_id: str) -> None:
+        """Purge the record, its history with it (a deletion: ingest/deletion.py)."""
+        await self._kv.purge(kv_submission_key(user, submission_id))
+
     async def list_records(self, user: str | None = None) -> list[JobRecord]:
         """All records of `user` (or everyone's), oldest first."""
         return sorted(await self._watch(kv_submissions(user=user)), key=lambda r: r.submission_id)
+
+    async def page(
+        self, user: str | None, *, limit: int, after: str | None = None
+    ) -> tuple[list[JobRecord], str | None]:
+        """A page of `user`'s records (None: everyone's), newest first: the `limit` next after the submission id
+        `after` (ids sort by creation time), and the cursor of the next page (None: this is the last).
+
+        Lists only `user`'s keys (the server filters them by subject), then reads the page's records alone.
+        """
+        listed = await kv_keys(self._kv, kv_submissions(user=user))
+        newest_first = sorted(listed, key=kv_submission_id, reverse=True)
+        if after is not None:
+            newest_first = [key for key in newest_first if kv_submission_id(key) < after]
+        window = newest_first[:limit]
+        found = await asyncio.gather(*(self._get(key) for key in window))
+        records = [record for record, _ in filter(None, found)]  # a key deleted since the listing is left out
+        more = len(newest_first) > limit
+        return records, kv_submission_id(window[-1]) if more else None
 
     async def _watch(self, pattern: str) -> list[JobRecord]:
         """The current records whose keys match the subject pattern, filtered by the server."""

@@ -27,6 +27,7 @@ __all__ = [
     "MLFLOW_MAX_KEY_CHARS",
     "MLFLOW_MAX_PARAMS_PER_BATCH",
     "MLFLOW_MAX_PARAM_VALUE_CHARS",
+    "MLFLOW_MAX_RUN_NAME_CHARS",
     "MLFLOW_MAX_TAG_VALUE_CHARS",
     "MLFLOW_NAME_RULE",
     "json_depth",
@@ -38,6 +39,8 @@ MLFLOW_MAX_KEY_CHARS = 250
 MLFLOW_MAX_PARAM_VALUE_CHARS = 6000
 MLFLOW_MAX_TAG_VALUE_CHARS = 8000
 MLFLOW_MAX_EXPERIMENT_NAME_CHARS = 500
+MLFLOW_MAX_RUN_NAME_CHARS = 250
+"""The `runs.name` column of MLflow's database."""
 MLFLOW_MAX_PARAMS_PER_BATCH = 100
 MLFLOW_NAME_RULE = (
     "names may only contain letters, digits, underscores (_), dashes (-), periods (.), spaces ( ), colons (:) "

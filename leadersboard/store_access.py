@@ -10,7 +10,7 @@ Kinds of access, per bucket:
 
 - READ: get and head an object by its key (a missing key answers 404);
 - WRITE: put (also presigned, also multipart) and delete objects;
-- LIST: list the keys under a prefix.
+- LIST: list the keys under a prefix, and the multipart uploads in progress.
 
 SeaweedFS takes them as bucket-scoped actions (`Read:<bucket>`, `Write:<bucket>`, `List:<bucket>`). MinIO takes
 IAM policies; there READ also needs `s3:ListBucket`, without which MinIO answers a missing key with 403 instead
@@ -71,13 +71,14 @@ _RWL = (Access.READ, Access.WRITE, Access.LIST)
 
 _GRANTS: dict[str, dict[Bucket, tuple[Access, ...]]] = {
     # Presigns uploads (submissions; an admin's benchmark parts into the reference bucket), heads what arrived,
-    # reads logs.
-    INGEST: {Bucket.MAIN: _RW, Bucket.REFERENCE: _RW},
+    # reads logs; deletes submissions, applies the retention policy (listing, aborting stale multipart uploads)
+    # and counts each user's storage in the main bucket.
+    INGEST: {Bucket.MAIN: _RWL, Bucket.REFERENCE: _RW},
     # Reads manifests and checks the declared files are there.
     DISPATCHER: {Bucket.MAIN: _R},
     # Downloads a job's files and a benchmark's public part, uploads results and predictions.
     RUNNER: {Bucket.MAIN: _RW},
-    # Reads a benchmark's reference part and a job's predictions (listed), writes scores.json.
+    # Reads a benchmark's reference part and a job's predictions (listed), writes scores.json and replicates.u16.
     SCORER: {Bucket.MAIN: _RWL, Bucket.REFERENCE: _R},
     # MLflow's artifact store lists runs' artifacts.
     MLFLOW: {Bucket.MAIN: _RWL},
@@ -106,7 +107,11 @@ def compose_key_vars(service: str) -> tuple[str, str]:
     return f"S3_{service.upper()}_ACCESS_KEY", f"S3_{service.upper()}_SECRET_KEY"
 
 
-_MINIO_BUCKET_ACTIONS = {Access.READ: ["s3:ListBucket"], Access.LIST: ["s3:ListBucket"], Access.WRITE: []}
+_MINIO_BUCKET_ACTIONS = {
+    Access.READ: ["s3:ListBucket"],
+    Access.LIST: ["s3:ListBucket", "s3:ListBucketMultipartUploads"],
+    Access.WRITE: [],
+}
 _MINIO_OBJECT_ACTIONS = {
     Access.READ: ["s3:GetObject"],
     Access.WRITE: ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],

@@ -12,6 +12,10 @@
 Replicate b of every job of one benchmark version is computed on the same resample (the same images drawn:
 leadersboard/scoring/bootstrap.py), so two jobs' replicates subtracted b by b give a paired comparison. The pixel
 metrics are absent wherever they are absent from `scores`.
+
+- `results/<user>/<id>/replicates.u16` (keys.replicates_key): the same replicates packed for range reads
+  (leadersboard/scoring/replicates.py), written right after scores.json (a rescore rewrites both), so a job
+  whose record shows its scores has both files.
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
-from leadersboard.keys import PREDICTIONS_DIR, predictions_prefix, scores_key
+from leadersboard.keys import PREDICTIONS_DIR, predictions_prefix, replicates_key, scores_key
 from leadersboard.models.scores import Scores, ScoresFile
 from leadersboard.s3 import S3Client
+from leadersboard.scoring import replicates
 from leadersboard.scoring.predictions import BadPredictions
 from leadersboard.scoring.score import Evaluation
 
@@ -74,6 +79,7 @@ def write_scores(
     benchmark_version: int,
     scored_at: datetime,
 ) -> ScoresFile:
+    """scores.json, then replicates.u16: both before the caller puts the scores in the record."""
     document = ScoresFile(
         benchmark=benchmark,
         benchmark_version=benchmark_version,
@@ -89,5 +95,11 @@ def write_scores(
         Key=scores_key(user, submission_id),
         Body=document.model_dump_json().encode(),
         ContentType="application/json",
+    )
+    s3.put_object(
+        Bucket=bucket,
+        Key=replicates_key(user, submission_id),
+        Body=replicates.encode(document),
+        ContentType="application/octet-stream",
     )
     return document

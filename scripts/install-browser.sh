@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Debian's Chromium for the browser tests of the web page (tests/test_web.py drives it with Playwright;
 # `playwright install` is never used), plus an emoji and a Japanese font so that the screenshots show the
-# status icons and the Japanese labels. Idempotent: does nothing when all of it is there. Called by .ci/run.
+# status icons and the Japanese labels. Idempotent: does nothing when all of it is there. Called by
+# `make install` (the Makefile's stamp recipe, so `make test` and `make up` run it); safe to run by hand.
 set -euo pipefail
 
 PACKAGES="chromium chromium-driver fonts-noto-color-emoji fonts-ipafont-gothic"

@@ -15,6 +15,7 @@ from leadersboard.s3 import ensure_bucket, make_client
 from leadersboard.settings import NatsSettings, S3Settings
 from tests.api_fixtures import alice, api, app, bob, jobs, settings, tokens  # noqa: F401  (shared fixtures)
 from tests.compose_fixtures import compose, env, gpu_host_raw, gpu_host_services, raw, services  # noqa: F401  (compose files)
+from tests.leaderboard_fixtures import board_kv  # noqa: F401  (the leaderboard view's bucket)
 from tests.nats_user_fixtures import as_user, users_server  # noqa: F401  (NATS users' connections)
 from tests.sandbox_fixtures import data_root  # noqa: F401  (shared fixture)
 from tests.scorer_fixtures import benchmark_split, mlflow_env, scorer_mlflow, scoring  # noqa: F401  (shared fixtures)

@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tools.stack.proc_info import process_tree
+
 __all__ = [
     "HTTP2_PREFACE",
     "listening_tcp_ports",
@@ -25,28 +27,6 @@ EMPTY_SETTINGS_FRAME = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
 SETTINGS_FRAME_TYPE = 0x04
 LISTEN = "0A"
 PROBE_TIMEOUT_S = 5.0
-
-
-def process_tree(roots: Iterable[int]) -> set[int]:
-    """`roots` and every live descendant of them (by parent pid)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            # The command name may hold spaces and parentheses: the fields start after the last ')'.
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
-    found: set[int] = set()
-    todo = list(roots)
-    while todo:
-        pid = todo.pop()
-        if pid not in found and Path(f"/proc/{pid}").exists():
-            found.add(pid)
-            todo.extend(children.get(pid, []))
-    return found
 
 
 def _socket_inodes(pid: int) -> set[int]:

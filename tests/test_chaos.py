@@ -12,11 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
 import pytest
 from mlflow.tracking import MlflowClient
 
 from leadersboard.client import ApiError, Client, collect_files
+from leadersboard.client_errors import Unreachable
 from leadersboard.models.records import JobRecord, JobStatus
 from leadersboard.s3 import make_client
 from tests.stack_fixtures import max_overlap, mlflow_admin_url, running_stack, write_submission
@@ -42,7 +42,7 @@ def patiently(call: Callable[[], T], timeout_s: float = 180) -> T:
     while True:
         try:
             return call()
-        except (httpx.HTTPError, ApiError) as exc:
+        except (Unreachable, ApiError) as exc:
             if isinstance(exc, ApiError) and exc.status < 500 and exc.status != 404:
                 raise
             if time.monotonic() > deadline:

@@ -72,7 +72,13 @@ def test_submit_wait_prints_metrics_and_the_job_commands_answer_json(
     logs = as_json(run("logs", sid, "--json", info=info, home=home))
     assert logs["status"] == "completed" and "config says dataset: toy" in logs["text"]
     assert logs["next_offset"] == len(logs["text"].encode())
+    for _ in range(60):  # the board's view follows the record a moment later (tests/board_fixtures.py)
+        everything = as_json(run("leaderboard", "--all", "--json", info=info, home=home))
+        if sid in [entry["submission_id"] for entry in everything["entries"]]:
+            break
+        time.sleep(0.5)
     board = as_json(run("leaderboard", "--dataset", "cli-toy", "--json", info=info, home=home))
+    assert board["kind"] == "self_reported" and board["label"] == "self-reported"
     assert board["entries"][0]["submission_id"] == sid and board["entries"][0]["method"] == "toy-cli"
     table = ok(run("leaderboard", "--dataset", "cli-toy", info=info, home=home)).stdout
     assert sid in table and "0.6250" in table

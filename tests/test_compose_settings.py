@@ -177,6 +177,8 @@ def test_ports_agree_with_the_design_and_the_settings(
         assert isinstance(runner, RunnerSettings)
         assert runner.mlflow_tracking_uri == f"http://mlflow:{PORTS['mlflow']}"
         assert runner.mlflow_public_url == f"http://{public}:{PORTS['mlflow']}"
+        assert runner.web_public_url == f"http://{public}:{PORTS['frontend']}"
+        assert runner.api_public_url == f"http://{public}:{PORTS['ingest']}"
     # MLflow >= 3.5 answers only the Host headers it allows: the runners' and the users'.
     allowed = environment(services["mlflow"])["MLFLOW_SERVER_ALLOWED_HOSTS"].split(",")
     for host in (f"mlflow:{PORTS['mlflow']}", f"{public}:{PORTS['mlflow']}"):

@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 from leadersboard.client import ApiError, Client
 from leadersboard.models.records import JobStatus
 from leadersboard.s3 import make_client
+from tests.board_fixtures import wait_on_self_reported_board
 from tests.stack_fixtures import client_for, mlflow_admin_url, write_submission
 from tools.stack.up import Stack
 
@@ -178,8 +179,7 @@ def test_padim_example_completes_with_auroc_in_mlflow(
     run = MlflowClient(mlflow_admin_url(stack[1])).get_run(record.mlflow_run_id or "")
     assert run.data.metrics["image_AUROC"] == record.metrics["image_AUROC"]
     assert run.data.tags["method"] == "padim"
-    board = demo.leaderboard(dataset=record.dataset)
-    assert sid in [entry["submission_id"] for entry in board["entries"]]
+    wait_on_self_reported_board(demo, sid, dataset=record.dataset)
 
 
 def test_no_secret_in_any_service_log(stack: tuple[Stack, dict[str, Any]], demo: Client, tmp_path: Path) -> None:

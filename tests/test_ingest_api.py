@@ -301,38 +301,3 @@ async def test_cancel_once_then_409(api: Api, jobs: JobStore, alice: str) -> Non
     stored = await jobs.get("alice", record.submission_id)
     assert stored is not None and stored.status is JobStatus.CANCELLED and stored.finished_at is not None
     assert (await error_of(await api.post(path, headers=bearer(alice)), 409))["code"] == "conflict"
-
-
-# --- leaderboard ---------------------------------------------------------------------------------------------
-
-
-async def test_leaderboard_ranks_completed_jobs(api: Api, jobs: JobStore, alice: str) -> None:
-    done = JobStatus.COMPLETED
-    entries = {
-        "alice": job("alice", status=done, dataset="bottle", metrics={"image_AUROC": 0.8}),
-        "bob": job("bob", status=done, dataset="bottle", metrics={"image_AUROC": 0.95}),
-        "carol": job("carol", status=JobStatus.FAILED, dataset="bottle", metrics={"image_AUROC": 0.99}),
-        "dave": job("dave", status=done, dataset="cable", metrics={"image_AUROC": 0.9}),
-    }
-    for record in entries.values():
-        await jobs.create(record)
-
-    async def board(**query: str) -> dict[str, Any]:
-        response = await api.get("/api/v1/leaderboard", params=query, headers=bearer(alice))
-        assert response.status == 200
-        return dict(await response.json())
-
-    everything = await board()
-    assert [(e["rank"], e["user"], e["value"]) for e in everything["entries"]] == [
-        (1, "bob", 0.95),
-        (2, "dave", 0.9),
-        (3, "alice", 0.8),
-    ]
-    assert everything["datasets"] == ["bottle", "cable"]
-    bottle = await board(dataset="bottle")
-    assert [(e["user"], e["submission_id"]) for e in bottle["entries"]] == [
-        ("bob", entries["bob"].submission_id),
-        ("alice", entries["alice"].submission_id),
-    ]
-    assert [e["user"] for e in (await board(dataset="cable"))["entries"]] == ["dave"]
-    assert (await board(dataset="bottle", metric="image_F1Score"))["entries"] == []

@@ -4,6 +4,7 @@ intervals, and ties with the leader by the paired bootstrap over shared resample
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -11,23 +12,34 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leadersboard.models.scores import Interval, MetricSet, Scores
+from leadersboard.models.board import BoardEntry
+from leadersboard.models.scores import AVERAGE, Interval, MetricSet, Scores
 from leadersboard.scoring.bootstrap import Floats, interval
-from leadersboard.verified_ranking import Candidate, VerifiedBoard, verified_ranking
+from leadersboard.verified_ranking import RankedBoard, VerifiedEntry, rank_entries
 
 AUROC = "image_AUROC"
 RESAMPLES = 1000
 START = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
-def scores(value: float, ci_low: float, ci_high: float, *, pixel: bool = False, resamples: int = RESAMPLES) -> Scores:
+def scores(
+    value: float, ci_low: float, ci_high: float, *, pixel: bool = False, resamples: int = RESAMPLES, seed: int = 13
+) -> Scores:
     """`image_AUROC` (and pixel_AUROC if `pixel`) = the interval on average and in category `bottle`."""
     metrics = MetricSet(
         image_AUROC=Interval(value=value, ci_low=ci_low, ci_high=ci_high),
         image_F1Max=Interval(value=0.5, ci_low=0.4, ci_high=0.6),
         pixel_AUROC=Interval(value=value, ci_low=ci_low, ci_high=ci_high) if pixel else None,
     )
-    return Scores(**dict(metrics), per_category={"bottle": metrics}, scorer_version="1", resamples=resamples, seed=13)
+    return Scores(**dict(metrics), per_category={"bottle": metrics}, scorer_version="1", resamples=resamples, seed=seed)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A board entry and its replicates of the board's metric (None: none stored)."""
+
+    entry: BoardEntry
+    replicates: Floats | None
 
 
 def candidate(
@@ -45,22 +57,47 @@ def candidate(
         found = interval(float(np.mean(replicates)) if value is None else value, replicates)
         scored = scores(found.value, found.ci_low, found.ci_high)
     assert scored is not None
-    return Candidate(
-        user=user,
+    entry = BoardEntry(
         submission_id=submission_id,
-        method=None,
-        description=None,
+        user=user,
         created_at=START + timedelta(minutes=minutes),
+        benchmark="demo",
+        benchmark_version=1,
         scores=scored,
-        replicates=replicates,
     )
+    return Candidate(entry, replicates)
+
+
+@dataclass(frozen=True)
+class Board:
+    """A whole board made the way a server makes a page: rank, then the rows with the replicates of `shown`."""
+
+    ranked: RankedBoard
+    entries: list[VerifiedEntry]
+
+    @property
+    def missing(self) -> int:
+        return self.ranked.missing
+
+
+def verified_ranking(
+    candidates: list[Candidate], metric: str, group: str = AVERAGE, *, best_per_user: bool = True
+) -> Board:
+    ranked = rank_entries([c.entry for c in candidates], metric, group, best_per_user=best_per_user)
+    return Board(ranked, ranked.page(0, len(candidates), stored(candidates, ranked.shown(0, len(candidates)))))
+
+
+def stored(candidates: list[Candidate], shown: list[BoardEntry]) -> dict[str, Floats]:
+    """The replicates a server would fetch: those of the shown entries that have them."""
+    by_id = {c.entry.submission_id: c.replicates for c in candidates}
+    return {e.submission_id: r for e in shown if (r := by_id[e.submission_id]) is not None}
 
 
 def noise(seed: int, scale: float) -> Floats:
     return np.random.default_rng(seed).normal(0.0, scale, RESAMPLES)
 
 
-def summary(board: VerifiedBoard) -> list[tuple[str, int, tuple[int, int], bool | None]]:
+def summary(board: Board) -> list[tuple[str, int, tuple[int, int], bool | None]]:
     return [(e.submission_id, e.rank, e.rank_range, e.tied_with_leader) for e in board.entries]
 
 
@@ -153,20 +190,51 @@ def test_best_per_user_keeps_each_users_best_and_the_earlier_on_equal_values() -
 def test_entries_without_the_metric_are_left_out_and_counted() -> None:
     with_maps = candidate("alice", "a1", 0.9 + noise(1, 0.01), scored=scores(0.9, 0.88, 0.92, pixel=True))
     without_maps = candidate("bob", "b1", 0.8 + noise(2, 0.01))
-    no_replicates = candidate("carol", "c1", None, scored=scores(0.95, 0.94, 0.96, pixel=True))
-    board = verified_ranking([with_maps, without_maps, no_replicates], "pixel_AUROC")
+    self_reported = Candidate(
+        BoardEntry(submission_id="d1", user="dave", created_at=START, dataset="mvtec", metrics={AUROC: 1.0}), None
+    )
+    board = verified_ranking([with_maps, without_maps, self_reported], "pixel_AUROC")
     assert (summary(board), board.missing) == ([("a1", 1, (1, 1), None)], 2)
-    in_category = verified_ranking([with_maps, without_maps], AUROC, "bottle")
-    assert ([e.submission_id for e in in_category.entries], in_category.missing) == (["a1", "b1"], 0)
+    in_category = verified_ranking([with_maps, without_maps, self_reported], AUROC, "bottle")
+    assert ([e.submission_id for e in in_category.entries], in_category.missing) == (["a1", "b1"], 1)
     elsewhere = verified_ranking([with_maps, without_maps], AUROC, "cable")
     assert (elsewhere.entries, elsewhere.missing) == ([], 2)
     with pytest.raises(ValueError, match="unknown metric 'image_AUROCC'"):
         verified_ranking([with_maps], "image_AUROCC")
 
 
-def test_replicates_that_do_not_pair_are_refused() -> None:
-    with pytest.raises(ValueError, match="do not pair"):
-        verified_ranking([candidate("alice", "a1", noise(1, 0.01)), candidate("bob", "b1", noise(2, 0.01)[:-1])], AUROC)
+def test_without_replicates_that_pair_an_entry_is_ranked_but_its_tie_is_unknown() -> None:
+    """Absent replicates (an entry's or the leader's), another length, another seed: no tie, never an error."""
+    leader = candidate("alice", "a1", 0.95 + noise(1, 0.01))
+    shorter = candidate("bob", "b1", 0.90 + noise(2, 0.01)[:-1], value=0.90)
+    absent = candidate("carol", "c1", None, scored=scores(0.85, 0.84, 0.86))
+    other_seed = candidate("dan", "d1", None, scored=scores(0.80, 0.79, 0.81, seed=14))
+    other_seed = Candidate(other_seed.entry, 0.80 + noise(3, 0.01))
+    paired = candidate("erin", "e1", 0.70 + noise(4, 0.01), value=0.70)
+    board = verified_ranking([leader, shorter, absent, other_seed, paired], AUROC)
+    assert [(e.submission_id, e.rank, e.tied_with_leader, e.diff_ci) for e in board.entries[:4]] == [
+        ("a1", 1, None, None),
+        ("b1", 2, None, None),
+        ("c1", 3, None, None),
+        ("d1", 4, None, None),
+    ]
+    assert (board.entries[4].submission_id, board.entries[4].tied_with_leader) == ("e1", False)
+    no_leader = verified_ranking([Candidate(leader.entry, None), paired], AUROC)
+    assert [e.tied_with_leader for e in no_leader.entries] == [None, None]
+
+
+def test_a_page_needs_the_replicates_of_the_leader_and_its_own_rows_only() -> None:
+    candidates = [candidate(f"u{i}", f"s{i}", 0.9 - i / 100 + noise(i, 0.01), value=0.9 - i / 100) for i in range(10)]
+    ranked = rank_entries([c.entry for c in reversed(candidates)], AUROC)
+    shown = ranked.shown(4, 3)
+    assert [e.submission_id for e in shown] == ["s0", "s4", "s5", "s6"]
+    assert [e.submission_id for e in ranked.shown(0, 2)] == ["s0", "s1"]
+    assert (ranked.shown(20, 5), rank_entries([], AUROC).shown(0, 5)) == ([ranked.entries[0]], [])
+    page = ranked.page(4, 3, stored(candidates, shown))
+    whole = verified_ranking(candidates, AUROC).entries
+    assert page == whole[4:7]
+    assert all(row.tied_with_leader is not None for row in page)
+    assert (ranked.page(9, 5, stored(candidates, ranked.shown(9, 5))), ranked.page(10, 5, {})) == (whole[9:], [])
 
 
 def test_the_leaders_own_fields() -> None:
@@ -175,7 +243,13 @@ def test_the_leaders_own_fields() -> None:
     (leader,) = board.entries
     assert (leader.rank, leader.rank_range, leader.tied_with_leader, leader.diff_ci) == (1, (1, 1), None, None)
     assert (leader.value, leader.ci_low, leader.ci_high) == (0.9, *np.percentile(replicates, [2.5, 97.5]))
-    assert (leader.user, leader.created_at, board.metric, board.group) == ("alice", START, AUROC, "average")
+    assert (leader.user, leader.submitted_at, leader.verified) == ("alice", START, True)
+    assert (leader.benchmark, leader.benchmark_version, board.ranked.metric, board.ranked.group) == (
+        "demo",
+        1,
+        AUROC,
+        "average",
+    )
     assert verified_ranking([], AUROC).entries == []
 
 
@@ -184,7 +258,10 @@ def test_the_board_does_not_depend_on_the_input_order() -> None:
         candidate(f"u{i}", f"s{i}", 0.8 + i % 4 / 100 + noise(i, 0.01), value=0.8 + i % 4 / 100) for i in range(12)
     ]
     boards = {
-        verified_ranking(random.Random(seed).sample(entries, len(entries)), AUROC).model_dump_json()
+        "".join(
+            e.model_dump_json()
+            for e in verified_ranking(random.Random(seed).sample(entries, len(entries)), AUROC).entries
+        )
         for seed in range(5)
     }
     assert len(boards) == 1

@@ -9,7 +9,6 @@ are saved under test-artifacts/web/.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import subprocess
@@ -53,11 +52,13 @@ def test_the_server_serves_the_page_and_its_scripts_and_refuses_file_uploads() -
     from frontend.app import SCRIPTS, STYLESHEET, create_app
     from frontend.settings import FrontendSettings
 
-    settings = FrontendSettings(ingest_public_url="http://api.example:8000/", store_console_url="http://s3.example")
+    settings = FrontendSettings(
+        ingest_public_url="http://api.example:8000/", store_console_url="http://console.example"
+    )
     with TestClient(create_app(settings)) as client:
         config = client.get("/config")
         assert config.status_code == 200 and "LeadersBoard" in config.text
-        assert "http://api.example:8000" in config.text and "http://s3.example" in config.text
+        assert "http://api.example:8000" in config.text and "http://console.example" in config.text
         for name in (*SCRIPTS, STYLESHEET):
             assert client.get(f"/lb-static/{name}").status_code == 200, name
         refused = client.post("/gradio_api/upload", files={"files": ("a.bin", b"x" * 1000)})
@@ -70,6 +71,8 @@ def test_static_files_stay_small() -> None:
     from frontend.app import STATIC_DIR
 
     for path in STATIC_DIR.iterdir():
+        if path.is_dir():  # vendor/: third-party files, served as shipped (vendor/README.md)
+            continue
         assert len(path.read_text().splitlines()) <= 400, f"{path.name}: keep each static file under ~400 lines"
 
 
@@ -87,25 +90,6 @@ def test_a_bad_token_is_refused_plainly_and_not_remembered(page: Any) -> None:
     assert page.is_disabled("#lb-submit-btn")
     assert "token" in page.inner_text("#lb-submit-why").lower()
     shot(page, "01-token-401")
-
-
-@pytest.mark.slow
-def test_the_pages_streaming_sha256_matches_hashlib(page: Any) -> None:
-    """Off localhost and https the browser has no crypto.subtle: dataset zips are hashed by lb-sha256.js."""
-    data = bytes((i * 7 + i // 251) % 256 for i in range(1_000_003))
-    digest = page.evaluate(
-        """() => {
-          const data = new Uint8Array(1000003);
-          for (let i = 0; i < data.length; i++) data[i] = (i * 7 + Math.floor(i / 251)) % 256;
-          const hash = new LB.Sha256();
-          for (let at = 0, step = 1; at < data.length; at += step, step = 1 + ((step * 3 + 1) % 70001)) {
-            hash.update(data.subarray(at, at + step));
-          }
-          return hash.hex();
-        }"""
-    )
-    assert digest == hashlib.sha256(data).hexdigest()
-    assert page.evaluate("() => new LB.Sha256().hex()") == hashlib.sha256(b"").hexdigest()
 
 
 @pytest.mark.slow
@@ -220,8 +204,20 @@ def test_a_submission_through_the_page_runs_and_reaches_the_leaderboard(
     assert "✅" in row and "completed" in row and "image_AUROC" in row and "0.8750" in row and "quick" in row, row
     shot(page, "15-jobs-completed")
 
+    # Its files, browsable in MLflow through the access-checking port (others get 403: test_mlflow_access.py).
+    href = page.get_attribute(f'#lb-jobs-body tr[data-id="{submission_id}"] a.lb-artifacts', "href")
+    assert href and href.startswith(info["urls"]["mlflow"] + "/#/experiments/") and href.endswith("/artifacts"), href
+    owner = page.context.browser.new_context(http_credentials={"username": "demo", "password": info["demo_token"]})
+    try:
+        artifacts = owner.new_page()
+        artifacts.goto(href)
+        artifacts.wait_for_selector("text=job.log", timeout=90_000)
+        shot(artifacts, "15b-artifacts-in-mlflow")
+    finally:
+        owner.close()
+
     # The job list is reloaded every 5 seconds.
-    polls = [t for t, m, u in requests if m == "GET" and u == f"{info['urls']['api']}/submissions"]
+    polls = [t for t, m, u in requests if m == "GET" and u == f"{info['urls']['api']}/submissions?limit=50"]
     gaps = [b - a for a, b in itertools.pairwise(polls)]
     assert sum(1 for gap in gaps if 4.0 <= gap <= 6.5) >= 3, gaps
 
@@ -235,7 +231,7 @@ def test_a_submission_through_the_page_runs_and_reaches_the_leaderboard(
     run_link = entry.query_selector("a.lb-link")
     assert run_link and str(run_link.get_attribute("href")).startswith(info["urls"]["mlflow"] + "/#/experiments/")
     assert page.get_attribute("#lb-board-mlflow", "href") == info["urls"]["mlflow"]
-    assert page.get_attribute("#lb-board-store", "href") == info["urls"]["s3"]
+    assert page.query_selector("#lb-board-store") is None  # no store console locally; S3 is not for people
     page.check("#lb-board-all")
     # The row is already on the board shown before the check: wait for the board the check asked for.
     page.wait_for_function(

@@ -4,7 +4,7 @@
   "use strict";
   const LB = (window.LB = window.LB || {});
   LB.loaded = LB.loaded || {};
-  const REQUIRED = ["core", "i18n", "sha256", "upload", "submit", "jobs", "board", "main"];
+  const REQUIRED = ["core", "i18n", "hash", "upload", "submit", "jobs", "plot", "board", "main"];
   LB.ready = () => REQUIRED.every((name) => LB.loaded[name]);
 
   const TOKEN_KEY = "leadersboard.token";

@@ -14,16 +14,27 @@
   LB.statusIcon = (status) => ICONS[status] || "•";
   LB.jobsById = new Map();
 
-  const S = { list: null, error: null, loading: false, updatedAt: null, rows: new Map(), timer: 0, log: null };
+  const S = { list: null, next: null, error: null, loading: false, updatedAt: null, rows: new Map(), timer: 0, log: null };
   let ui = null;
+
+  /* The first page is reloaded; older pages ("more": ?cursor=the last id shown) are kept as they were loaded. Ids
+   * sort by creation time, so a kept job is one older than the reloaded page's last (none when that page is all). */
+  const pageSize = () => LB.state.config.jobs_page_size || 50;
+  function merge(data) {
+    const first = data.submissions || [];
+    const full = data.next_cursor !== null && data.next_cursor !== undefined;
+    const oldest = first.length ? first[first.length - 1].submission_id : "";
+    const kept = full ? (S.list || []).filter((j) => j.submission_id < oldest) : [];
+    S.next = kept.length ? S.next : data.next_cursor || null;
+    S.list = first.concat(kept);
+  }
 
   async function refresh() {
     if (!LB.state.token || S.loading) return;
     S.loading = true;
     renderMeta();
     try {
-      const { data } = await LB.api("/submissions");
-      S.list = data.submissions || [];
+      merge((await LB.api("/submissions?limit=" + pageSize())).data);
       S.error = null;
       S.updatedAt = new Date();
       LB.jobsById = new Map(S.list.map((j) => [j.submission_id, j]));
@@ -36,6 +47,24 @@
     LB.emit("jobs", S.list);
   }
   LB.refreshJobs = refresh;
+
+  async function more() {
+    if (!S.next || S.loading) return;
+    S.loading = true;
+    try {
+      const { data } = await LB.api("/submissions?limit=" + pageSize() + "&cursor=" + encodeURIComponent(S.next));
+      const known = new Set(S.list.map((j) => j.submission_id));
+      S.list = S.list.concat((data.submissions || []).filter((j) => !known.has(j.submission_id)));
+      S.next = data.next_cursor || null;
+      LB.jobsById = new Map(S.list.map((j) => [j.submission_id, j]));
+    } catch (err) {
+      S.error = LB.describeError(err);
+    } finally {
+      S.loading = false;
+    }
+    render();
+    LB.emit("jobs", S.list);
+  }
 
   function schedule() {
     clearInterval(S.timer);
@@ -91,7 +120,10 @@
         h("div", { class: "lb-row-actions" },
           h("button", { type: "button", class: "lb-btn lb-small lb-show-logs", onclick: () => LB.showLogs(job.submission_id) }, LB.t("show_logs")),
           live ? h("button", { type: "button", class: "lb-btn lb-small lb-quiet lb-cancel-job", onclick: () => cancel(job.submission_id) }, LB.t("cancel_job")) : null,
-          job.mlflow_run_url ? h("a", { class: "lb-link", href: job.mlflow_run_url, target: "_blank", rel: "noopener" }, "MLflow ↗") : null)
+          live ? null : h("button", { type: "button", class: "lb-btn lb-small lb-quiet lb-delete-job", onclick: () => remove(job.submission_id) }, LB.t("delete_job")),
+          job.mlflow_run_url ? h("a", { class: "lb-link", href: job.mlflow_run_url, target: "_blank", rel: "noopener" }, "MLflow ↗") : null,
+          // The run's files in MLflow, through the port that shows them to their owner (and admins) only.
+          job.mlflow_run_url ? h("a", { class: "lb-link lb-artifacts", href: job.mlflow_run_url + "/artifacts", target: "_blank", rel: "noopener" }, LB.t("artifacts") + " ↗") : null)
       )
     );
   }
@@ -121,6 +153,7 @@
     });
     S.rows = fresh;
     ui.body.replaceChildren(...rows);
+    ui.more.hidden = !S.next;
     renderLogHeader();
   }
 
@@ -143,6 +176,18 @@
     if (!window.confirm(LB.t("cancel_confirm", { id }))) return;
     try {
       await LB.api("/submissions/" + encodeURIComponent(id) + "/cancel", { method: "POST" });
+    } catch (err) {
+      S.error = LB.describeError(err);
+    }
+    refresh();
+  }
+
+  // A finished submission, for good: its files, results and MLflow run (ingest/deletion.py).
+  async function remove(id) {
+    if (!window.confirm(LB.t("delete_confirm", { id }))) return;
+    try {
+      await LB.api("/submissions/" + encodeURIComponent(id), { method: "DELETE" });
+      S.list = (S.list || []).filter((j) => j.submission_id !== id); // also from an older page the refresh keeps
     } catch (err) {
       S.error = LB.describeError(err);
     }
@@ -223,6 +268,7 @@
     ui.meta = h("div", { class: "lb-refresh", id: "lb-jobs-refresh", "aria-live": "polite" });
     ui.message = h("div", { id: "lb-jobs-message" });
     ui.body = h("tbody", { id: "lb-jobs-body" });
+    ui.more = h("button", { type: "button", class: "lb-btn lb-small lb-more", id: "lb-jobs-more", hidden: true, onclick: more }, tx("jobs_more"));
     const head = ["col_status", "col_submission", "col_submitted", "col_duration", "col_method", "col_metrics", "col_actions"];
     ui.table = h("table", { class: "lb-table lb-jobs lb-cards", id: "lb-jobs-table", hidden: true }, h("thead", null, h("tr", null, head.map((k) => h("th", null, tx(k))))), ui.body);
     ui.logTitle = h("h3", { class: "lb-log-title", id: "lb-log-title" });
@@ -243,13 +289,14 @@
         h("div", { class: "lb-card-head" }, h("h2", null, tx("jobs_title")), h("div", { class: "lb-actions" }, ui.meta, h("button", { type: "button", class: "lb-btn lb-small", id: "lb-jobs-reload", onclick: refresh }, tx("refresh_now")))),
         h("p", { class: "lb-hint" }, tx("jobs_hint")),
         ui.message,
-        h("div", { class: "lb-table-wrap" }, ui.table)),
+        h("div", { class: "lb-table-wrap" }, ui.table),
+        ui.more),
       ui.logs
     );
     render();
     schedule();
     setInterval(tick, 1000);
-    LB.on("token", () => { S.list = null; S.rows = new Map(); render(); refresh(); });
+    LB.on("token", () => { S.list = null; S.next = null; S.rows = new Map(); render(); refresh(); });
     LB.on("submitted", () => { refresh(); setTimeout(refresh, 1500); });
     LB.on("lang", render);
     refresh();

@@ -145,7 +145,10 @@
       badge.hidden = !active;
       badge.textContent = active ? "⏳ " + active : "";
     });
-    LB.showTab((window.location.hash || "#submit").slice(1));
+    // "#jobs/<id>" (the link in each MLflow run's description): the Jobs tab with that job's log open.
+    const [tab, job] = (window.location.hash || "#submit").slice(1).split("/");
+    if (tab === "jobs" && job) LB.showLogs(decodeURIComponent(job));
+    else LB.showTab(tab);
     if (LB.state.token) checkToken(LB.state.token);
     else tokenStatus("info", LB.t("token_needed"));
   };

@@ -68,7 +68,15 @@
     pickDefault(ui.config, configs.length ? configs : names, "config.yaml");
     ui.entrypoint.disabled = !py.length;
     ui.config.disabled = !names.length;
+    hashPicked(names);
     updateButton();
+  }
+
+  /* The checksums are computed as soon as the files are picked, while the form is filled in (lb-hash.js). */
+  function hashPicked(names) {
+    const picked = names.filter((path) => !pathProblem(path)).map((path) => [path, S.files.get(path)]);
+    if (!(S.run && !S.run.finished)) LB.dropHashes(picked);
+    for (const [path, file] of picked) if (LB.wantsHash(path, file.size)) LB.hashFile(path, file);
   }
 
   function checkMetadata() {
@@ -198,6 +206,7 @@
       if (f) phaseText = LB.t("phase_hashing_file", { path: f.path, pct: Math.round((100 * f.hashed) / (f.size || 1)) });
     }
     if (run.failed) phaseText = LB.t("phase_failed");
+    const hashing = run.hashing;
     const stats = LB.t("overall", { sent: LB.fmtBytes(sent), total: LB.fmtBytes(run.total), pct: Math.floor((100 * sent) / total) }) + (rate && busy && run.phase === "uploading" ? " — " + LB.fmtBytes(rate) + "/s" + (rate ? ", " + LB.t("eta", { t: LB.fmtDuration((run.total - sent) / rate) }) : "") : "");
     const rows = run.files.map((f) =>
       h(
@@ -210,9 +219,21 @@
     );
     ui.progress.replaceChildren(
       h("div", { class: "lb-phase", "aria-live": "polite" }, busy ? LB.spinner() : null, h("span", { id: "lb-phase-text" }, phaseText)),
+      hashStep(hashing),
       h("div", { class: "lb-overall" }, bar(sent / total, "lb-bar-big"), h("div", { class: "lb-overall-text", id: "lb-overall-text" }, stats)),
       h("div", { class: "lb-file-progress-list" }, rows)
     );
+  }
+
+  /* The hashing step on its own line, with its speed; hashes from the cache (unchanged files) cost nothing. */
+  function hashStep(x) {
+    if (!x.files && !x.cached) return null;
+    const rate = x.rate ? LB.fmtBytes(x.rate) + "/s" : "…";
+    const parts = [];
+    if (x.files && x.finished) parts.push(LB.t("hash_step_done", { size: LB.fmtBytes(x.total), t: x.seconds < 60 ? x.seconds.toFixed(1) + " s" : LB.fmtDuration(x.seconds), rate }));
+    else if (x.files) parts.push(LB.t("hash_step_running", { done: LB.fmtBytes(x.done), size: LB.fmtBytes(x.total), pct: Math.floor((100 * x.done) / (x.total || 1)), rate }));
+    if (x.cached) parts.push(LB.t("hash_step_cached", { n: x.cached }));
+    return h("div", { class: "lb-hash-step", id: "lb-hash-step", dataset: { finished: String(x.finished) } }, parts.join(" "));
   }
 
   function scheduleProgress() {

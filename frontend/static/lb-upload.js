@@ -1,5 +1,5 @@
 /* Browser-direct upload of a submission: the same protocol as the CLI (leadersboard/upload.py, docs/uploads.md).
- *   1. hash zips and large files (sha256) so ingest can answer "present" for content already stored;
+ *   1. hash zips and large files (sha256, lb-hash.js) so ingest can answer "present" for content already stored;
  *   2. POST /api/v1/submissions (declared paths and sizes) -> presigned uploads and the manifest;
  *   3. PUT each file straight to the store (XMLHttpRequest, upload progress events): one PUT, or a multipart
  *      upload (parts in parallel, retried, then the CompleteMultipartUpload XML), or nothing when "present";
@@ -76,6 +76,7 @@
 
     abort() {
       this.aborted = true;
+      for (const f of this.files) if (f.hashJob) f.hashJob.cancel();
       for (const xhr of this.xhrs) xhr.abort();
     }
 
@@ -87,23 +88,11 @@
       const { entrypoint, config, metadata, benchmark } = this.options;
       this.startedAt = performance.now();
       this.phase = "hashing";
-      for (const f of this.files) {
-        if (!LB.wantsHash(f.path, f.size)) continue;
-        f.state = "hashing";
-        this.update();
-        try {
-          // `this` has `aborted`: Cancel stops the hashing between two chunks.
-          f.sha256 = await LB.sha256File(f.file, (done) => {
-            f.hashed = done;
-            this.update();
-          }, this);
-        } catch (err) {
-          this.checkAborted();
-          throw err;
-        }
-        this.checkAborted();
-        f.state = "waiting";
-      }
+      // Usually started when the files were picked (lb-submit.js): this only waits for what is left.
+      const hashing = this.files.filter((f) => LB.wantsHash(f.path, f.size)).map((f) => this.hash(f));
+      this.update();
+      await Promise.all(hashing);
+      this.checkAborted();
       this.phase = "requesting";
       this.update();
       const declared = this.files.map((f) => (f.sha256 ? { path: f.path, size: f.size, sha256: f.sha256 } : { path: f.path, size: f.size }));
@@ -116,7 +105,9 @@
       this.uploadStartedAt = performance.now();
       this.update();
       const gate = semaphore(this.options.concurrency || 4);
-      await Promise.all(created.uploads.map((item) => this.uploadItem(item, gate)));
+      // Smallest first: the gate is first come, first served, so small files go before a large file's parts.
+      const bySize = [...created.uploads].sort((a, b) => (this.byPath.get(a.path) || {}).size - (this.byPath.get(b.path) || {}).size);
+      await Promise.all(bySize.map((item) => this.uploadItem(item, gate)));
       this.checkAborted();
       this.phase = "manifest";
       this.update();
@@ -125,6 +116,33 @@
       this.phase = "done";
       this.update();
       return created.submission_id;
+    }
+
+    /* The file's sha256 (lb-hash.js): every declared hash is needed before the create request. */
+    async hash(f) {
+      const job = (f.hashJob = LB.hashFile(f.path, f.file));
+      const follow = () => {
+        f.hashed = job.done;
+        f.state = job.finishedAt || job.cached ? "waiting" : "hashing";
+        this.update();
+      };
+      job.onProgress = follow;
+      follow();
+      f.sha256 = await job.promise;
+      follow();
+    }
+
+    /* The hashing step as a whole: bytes hashed (from the cache: none), and its speed while it ran. */
+    get hashing() {
+      const jobs = this.files.map((f) => f.hashJob).filter((job) => job && !job.cached);
+      const started = jobs.map((job) => job.startedAt).filter(Boolean);
+      const total = jobs.reduce((sum, job) => sum + job.size, 0);
+      const done = jobs.reduce((sum, job) => sum + job.done, 0);
+      const finished = jobs.every((job) => job.finishedAt);
+      const end = finished && jobs.length ? Math.max(...jobs.map((job) => job.finishedAt)) : performance.now();
+      const seconds = started.length ? (end - Math.min(...started)) / 1000 : 0;
+      const cached = this.files.filter((f) => f.hashJob && f.hashJob.cached).length;
+      return { files: jobs.length, cached, total, done, finished, seconds, rate: seconds > 0 ? done / seconds : 0 };
     }
 
     async uploadItem(item, gate) {

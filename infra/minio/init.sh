@@ -45,7 +45,7 @@ ensure_identity() { # SERVICE ACCESS_KEY SECRET_KEY POLICY_FILE
 # BEGIN generated identities
 cat > /tmp/policy-ingest.json <<POLICY
 {"Version": "2012-10-17", "Statement": [
-  {"Effect": "Allow", "Action": ["s3:GetBucketLocation", "s3:ListBucket"], "Resource": ["arn:aws:s3:::$LB_BUCKET"]},
+  {"Effect": "Allow", "Action": ["s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"], "Resource": ["arn:aws:s3:::$LB_BUCKET"]},
   {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"], "Resource": ["arn:aws:s3:::$LB_BUCKET/*"]},
   {"Effect": "Allow", "Action": ["s3:GetBucketLocation", "s3:ListBucket"], "Resource": ["arn:aws:s3:::$LB_REFERENCE_BUCKET"]},
   {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"], "Resource": ["arn:aws:s3:::$LB_REFERENCE_BUCKET/*"]}
@@ -68,7 +68,7 @@ POLICY
 ensure_identity runner "$S3_RUNNER_ACCESS_KEY" "$S3_RUNNER_SECRET_KEY" /tmp/policy-runner.json
 cat > /tmp/policy-scorer.json <<POLICY
 {"Version": "2012-10-17", "Statement": [
-  {"Effect": "Allow", "Action": ["s3:GetBucketLocation", "s3:ListBucket"], "Resource": ["arn:aws:s3:::$LB_BUCKET"]},
+  {"Effect": "Allow", "Action": ["s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"], "Resource": ["arn:aws:s3:::$LB_BUCKET"]},
   {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"], "Resource": ["arn:aws:s3:::$LB_BUCKET/*"]},
   {"Effect": "Allow", "Action": ["s3:GetBucketLocation", "s3:ListBucket"], "Resource": ["arn:aws:s3:::$LB_REFERENCE_BUCKET"]},
   {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["arn:aws:s3:::$LB_REFERENCE_BUCKET/*"]}
@@ -77,7 +77,7 @@ POLICY
 ensure_identity scorer "$S3_SCORER_ACCESS_KEY" "$S3_SCORER_SECRET_KEY" /tmp/policy-scorer.json
 cat > /tmp/policy-mlflow.json <<POLICY
 {"Version": "2012-10-17", "Statement": [
-  {"Effect": "Allow", "Action": ["s3:GetBucketLocation", "s3:ListBucket"], "Resource": ["arn:aws:s3:::$LB_BUCKET"]},
+  {"Effect": "Allow", "Action": ["s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"], "Resource": ["arn:aws:s3:::$LB_BUCKET"]},
   {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"], "Resource": ["arn:aws:s3:::$LB_BUCKET/*"]}
 ]}
 POLICY

@@ -83,6 +83,8 @@ class JobRecord(StrictModel):
     """When the run ended well and its predictions went to the scorer; the job stays `running` until scored."""
     scores: Scores | None = None
     """The platform's own scores of the job's predictions (benchmark jobs), with 95% intervals."""
+    files_deleted_at: datetime | None = None
+    """When the retention sweep deleted the submission's files (ingest/retention.py); its results stay."""
 
     @model_validator(mode="before")
     @classmethod

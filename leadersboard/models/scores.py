@@ -54,10 +54,15 @@ class MetricSet(StrictModel):
 
     def metric(self, name: str) -> Interval | None:
         """The metric called `name`, None when it was not computed; a name that is no metric is an error."""
+        interval: Interval | None = getattr(self, MetricSet.check(name))
+        return interval
+
+    @staticmethod
+    def check(name: str) -> str:
+        """`name` if it names a metric, else a ValueError listing them."""
         if name not in MetricSet.model_fields:
             raise ValueError(f"unknown metric {name!r}: one of {', '.join(MetricSet.model_fields)}")
-        interval: Interval | None = getattr(self, name)
-        return interval
+        return name
 
 
 class Scores(MetricSet):

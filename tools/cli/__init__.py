@@ -2,9 +2,12 @@
 
     leadersboard login                                   # saves URL and token (XDG config, mode 0600)
     leadersboard submit DIR --metadata '{"method": "padim"}' --wait
-    leadersboard jobs | show ID | logs ID -f | cancel ID | leaderboard --dataset D   (--json for scripts)
+    leadersboard jobs | show ID | logs ID -f | cancel ID              (--json for scripts; jobs --limit N: a page)
+    leadersboard leaderboard --benchmark NAME [--metric M --category C]   # verified: intervals, ties, rank ranges
+    leadersboard up | status                             # the local stack; status: its services
     leadersboard check DIR                               # run it locally as the runner would
     leadersboard admin token create|list|revoke, admin quota set|reset|show, admin jobs, admin cancel ID
+    leadersboard delete ID | admin delete ID | admin retention show|set|sweep | admin usage
     leadersboard benchmarks                              # the official benchmarks (--all: every version)
     leadersboard admin benchmark add NAME PATH | admin benchmark rescore NAME
 
@@ -17,8 +20,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from leadersboard.client import ApiError
-from tools.cli import admin, benchmarks, check, jobs, submit, up
+from tools.cli import admin, benchmarks, boards, check, housekeeping, jobs, status, submit, up
+from tools.cli.failures import EXPECTED, failure_line
 
 __all__ = ["build_parser", "main"]
 
@@ -40,8 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     up.add_parser(sub)
+    status.add_parser(sub)
     submit.add_parser(sub, common)
     jobs.add_parsers(sub, common)
+    boards.add_parser(sub, common)
+    housekeeping.add_parser(sub, common)
     benchmarks.add_parser(sub, common)
     check.add_parser(sub)
     admin.add_parser(sub, common)
@@ -54,17 +60,10 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         sys.exit(args.func(args))
-    except ApiError as exc:
+    except EXPECTED as exc:
         from tools.cli.output import err
 
-        err.print(f"[red]error {exc.status} ({exc.code})[/red]: {exc.message}")
-        if exc.retry_after_s:
-            err.print(f"retry after {exc.retry_after_s:.0f} s")
-        sys.exit(2)
-    except (FileNotFoundError, TimeoutError) as exc:
-        from tools.cli.output import err
-
-        err.print(f"[red]error[/red]: {exc}")
+        err.print(failure_line(exc))
         sys.exit(2)
     except StartupError as exc:
         from tools.cli.output import err

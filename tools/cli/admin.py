@@ -1,4 +1,5 @@
-"""`leadersboard admin token|user|quota|benchmark|jobs|cancel` (with an admin token)."""
+"""`leadersboard admin token|user|quota|benchmark|leaderboard|jobs|cancel|delete|retention|usage` (with an admin
+token)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 from rich.table import Table
 
 from leadersboard.api_types import TokenInfo
-from tools.cli import benchmarks
+from tools.cli import benchmarks, boards, housekeeping
 from tools.cli.config import client_for
 from tools.cli.jobs import cmd_cancel, cmd_jobs
 from tools.cli.output import ago, console, err, print_json, when, write
@@ -20,7 +21,11 @@ __all__ = ["add_parser"]
 
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     admin = sub.add_parser("admin", help="administration (needs an admin token)")
-    areas = admin.add_subparsers(dest="area", required=True, metavar="{token,user,quota,benchmark,jobs,cancel}")
+    areas = admin.add_subparsers(
+        dest="area",
+        required=True,
+        metavar="{token,user,quota,benchmark,leaderboard,jobs,cancel,delete,retention,usage}",
+    )
 
     token = areas.add_parser("token", help="API tokens").add_subparsers(dest="action", required=True)
     create = token.add_parser("create", parents=[common], help="issue a token (shown once)")
@@ -68,6 +73,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     show.set_defaults(func=cmd_quota_show)
 
     benchmarks.add_admin_parser(areas, common)
+    boards.add_admin_parser(areas, common)
 
     jobs = areas.add_parser("jobs", parents=[common], help="every user's submissions")
     jobs.add_argument("--json", action="store_true")
@@ -76,6 +82,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     cancel.add_argument("id")
     cancel.add_argument("--json", action="store_true")
     cancel.set_defaults(func=cmd_cancel)
+    housekeeping.add_admin_parsers(areas, common)
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from leadersboard.client import Client
+from tools.cli.failures import UsageError
+from tools.cli.settings import cli_settings
 
 __all__ = ["DEFAULT_URL", "Connection", "client_for", "config_path", "connection", "load_config", "save_config"]
 
@@ -28,7 +30,7 @@ def load_config() -> dict[str, str]:
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
-        raise SystemExit(f"{path} is not readable JSON ({exc}); run `leadersboard login` again") from exc
+        raise UsageError(f"{path} is not readable JSON ({exc}); run `leadersboard login` again") from exc
     return {k: str(v) for k, v in loaded.items() if k in ("url", "token")} if isinstance(loaded, dict) else {}
 
 
@@ -50,10 +52,12 @@ class Connection:
     url: str
     token: str
     token_source: str
+    timeout_s: float
 
 
 def connection(args: argparse.Namespace) -> Connection:
     config = load_config()
+    timeout_s = cli_settings().timeout_s
     url = getattr(args, "url", None) or os.environ.get("LEADERSBOARD_URL") or config.get("url") or DEFAULT_URL
     for source, token in (
         ("--token", getattr(args, "token", None)),
@@ -61,15 +65,15 @@ def connection(args: argparse.Namespace) -> Connection:
         (str(config_path()), config.get("token")),
     ):
         if token:
-            return Connection(url.rstrip("/"), token, source)
-    return Connection(url.rstrip("/"), "", "")
+            return Connection(url.rstrip("/"), token, source, timeout_s)
+    return Connection(url.rstrip("/"), "", "", timeout_s)
 
 
 def client_for(args: argparse.Namespace) -> Client:
     conn = connection(args)
     if not conn.token:
-        raise SystemExit(
+        raise UsageError(
             "no API token: run `leadersboard login`, pass --token or set LEADERSBOARD_TOKEN "
             "(ask an administrator for a token)"
         )
-    return Client(conn.url, conn.token, workers=getattr(args, "workers", None) or 8)
+    return Client(conn.url, conn.token, timeout_s=conn.timeout_s, workers=getattr(args, "workers", None) or 8)

@@ -1,4 +1,4 @@
-"""`leadersboard login|logout|jobs|show|logs|cancel|leaderboard`."""
+"""`leadersboard login|logout|jobs (list)|show|logs|cancel` (the leaderboard: tools/cli/boards.py)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from typing import Any
 from rich.table import Table
 
 from leadersboard.client import ApiError, Client
+from leadersboard.models.leaderboard import MAX_PAGE_LIMIT
 from leadersboard.models.records import JobRecord
 from tools.cli.config import DEFAULT_URL, client_for, config_path, connection, save_config
 from tools.cli.output import (
-    ago,
     benchmark_text,
     console,
     duration,
@@ -39,9 +39,11 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     login.set_defaults(func=cmd_login)
     sub.add_parser("logout", help="forget the saved token").set_defaults(func=cmd_logout)
 
-    jobs = sub.add_parser("jobs", parents=[common], help="your submissions, newest first")
+    jobs = sub.add_parser("jobs", aliases=["list"], parents=[common], help="your submissions, newest first")
     jobs.add_argument("--all", action="store_true", help="everyone's (admins)")
-    jobs.add_argument("--json", action="store_true")
+    jobs.add_argument("--limit", type=int, help=f"one page of at most this many (1-{MAX_PAGE_LIMIT}); default: all")
+    jobs.add_argument("--cursor", help="the page after this submission id (the `next page` a page names)")
+    jobs.add_argument("--json", action="store_true", help="a list; with --limit or --cursor, the page object")
     jobs.set_defaults(func=cmd_jobs)
 
     show = sub.add_parser("show", parents=[common], help="one submission in detail")
@@ -60,12 +62,6 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     cancel.add_argument("--json", action="store_true")
     cancel.set_defaults(func=cmd_cancel)
 
-    board = sub.add_parser("leaderboard", parents=[common], help="completed submissions ranked by a metric")
-    board.add_argument("--dataset")
-    board.add_argument("--metric", default="image_AUROC", help="default image_AUROC (higher is better)")
-    board.add_argument("--json", action="store_true")
-    board.set_defaults(func=cmd_leaderboard)
-
 
 def cmd_login(args: argparse.Namespace) -> int:
     conn = connection(args)
@@ -78,10 +74,12 @@ def cmd_login(args: argparse.Namespace) -> int:
     if not token:
         err.print("[red]error[/red]: no token given")
         return 2
-    with Client(conn.url, token) as client:
+    with Client(conn.url, token, timeout_s=conn.timeout_s) as client:
         try:
             me = client.whoami()
         except ApiError as exc:
+            if exc.status >= 500:
+                raise  # the API failed; the token was not judged
             err.print(f"[red]not saved[/red]: {conn.url} refused the token ({exc.status} {exc.code}: {exc.message})")
             return 1
     path = save_config(conn.url, token)
@@ -102,15 +100,27 @@ def cmd_logout(args: argparse.Namespace) -> int:
 
 def cmd_jobs(args: argparse.Namespace, *, everyone: bool | None = None) -> int:
     everyone = args.all if everyone is None else everyone
+    limit, cursor = getattr(args, "limit", None), getattr(args, "cursor", None)
+    next_cursor = None
     with client_for(args) as client:
-        records = client.jobs(everyone=everyone)
+        if limit is None and cursor is None:
+            records = client.jobs(everyone=everyone)
+        else:
+            page = client.job_page(limit=limit or 100, cursor=cursor, everyone=everyone)
+            records, next_cursor = page.submissions, page.next_cursor
+            if args.json:
+                print_json(page.model_dump(mode="json"))
+                return 0
     if args.json:
         print_json([r.model_dump(mode="json") for r in records])
         return 0
-    if not records:
-        err.print("no submissions yet")
-        return 0
-    console.print(job_table(records, show_user=everyone, title="All submissions" if everyone else "Your submissions"))
+    if records:
+        title = "All submissions" if everyone else "Your submissions"
+        console.print(job_table(records, show_user=everyone, title=title))
+    else:
+        err.print("no submissions yet" if cursor is None else "no submissions after that one")
+    if next_cursor is not None:
+        err.print(f"next page: --cursor {next_cursor}")
     return 0
 
 
@@ -181,27 +191,4 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         print_json(record.model_dump(mode="json"))
     else:
         console.print(f"{record.submission_id}: {status_text(record.status)}")
-    return 0
-
-
-def cmd_leaderboard(args: argparse.Namespace) -> int:
-    with client_for(args) as client:
-        board = client.leaderboard(dataset=args.dataset, metric=args.metric)
-    if args.json:
-        print_json(board)
-        return 0
-    where = f"dataset {board['dataset']}" if board["dataset"] else "all datasets"
-    table = Table(title=f"Leaderboard: {board['metric']} (higher is better), {where}", header_style="bold")
-    for column, justify in (("#", "right"), ("user", "left"), ("dataset", "left"), ("method", "left"),
-                            (board["metric"], "right"), ("submitted", "left"), ("submission", "left")):  # fmt: skip
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
-    for e in board["entries"]:
-        table.add_row(str(e["rank"]), e["user"], e["dataset"] or "", e["method"] or "", f"{e['value']:.4f}",
-                      ago(e["submitted_at"]), e["submission_id"])  # fmt: skip
-    if not board["entries"]:
-        err.print(f"no completed submission has {board['metric']} yet")
-    else:
-        console.print(table)
-    if board["datasets"] and not board["dataset"]:
-        err.print(f"datasets: {', '.join(board['datasets'])} (filter with --dataset)")
     return 0

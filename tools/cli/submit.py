@@ -13,6 +13,7 @@ from leadersboard.client import Client, UploadStats, collect_files
 from leadersboard.models.api import CreateSubmissionResponse, PresentFile
 from leadersboard.models.submission import missing_declared
 from tools.cli.config import client_for
+from tools.cli.failures import UsageError
 from tools.cli.output import err, human_bytes, print_json, progress_bars, report, write
 
 __all__ = ["add_parser", "follow", "parse_metadata"]
@@ -92,11 +93,11 @@ def parse_metadata(raw: str | None) -> dict[str, Any]:
         text = Path(raw[1:]).read_text() if raw.startswith("@") else raw
         value = json.loads(text)
     except OSError as exc:
-        raise SystemExit(f"--metadata: cannot read {raw[1:]}: {exc}") from exc
+        raise UsageError(f"--metadata: cannot read {raw[1:]}: {exc}") from exc
     except json.JSONDecodeError as exc:
-        raise SystemExit(f"--metadata is not valid JSON: {exc}") from exc
+        raise UsageError(f"--metadata is not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
-        raise SystemExit('--metadata must be a JSON object, e.g. \'{"method": "padim"}\'')
+        raise UsageError('--metadata must be a JSON object, e.g. \'{"method": "padim"}\'')
     return value
 
 

@@ -7,11 +7,14 @@ import signal
 import time
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from tools.cli.output import console, err
 
 __all__ = ["add_parser"]
+
+POLL_S = 0.5
 
 
 def add_parser(sub: Any) -> None:
@@ -22,6 +25,7 @@ def add_parser(sub: Any) -> None:
 
 def cmd_up(args: argparse.Namespace) -> int:
     from tools.stack.settings import StackSettings
+    from tools.stack.supervise import Supervisor, status_file
     from tools.stack.up import Stack
 
     settings = StackSettings(**({"data_dir": args.data_dir} if args.data_dir else {}))
@@ -29,21 +33,31 @@ def cmd_up(args: argparse.Namespace) -> int:
     # SIGINT too: a shell starting us in the background without job control leaves it ignored.
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _interrupt)
+    supervisor: Supervisor | None = None
     try:
-        with err.status("starting NATS, SeaweedFS, MLflow, ingest, dispatcher, runner, frontend..."):
+        with err.status("starting NATS, SeaweedFS, MLflow, ingest, dispatcher, runner, scorer, frontend..."):
             info = stack.start()
+        supervisor = Supervisor(
+            stack.processes, policy=settings.restart_policy(), report=_report, status_path=status_file(stack.data_dir)
+        )
         _print_stack(info)
-        while all(p.alive for p in stack.processes):
-            time.sleep(0.5)
-        for process in stack.processes:
-            if not process.alive:
-                err.print(f"[red]{process.name} exited ({process.returncode}):[/red]\n{process.log_tail(20)}")
-        return 1
+        while True:
+            supervisor.poll()
+            time.sleep(POLL_S)
     except KeyboardInterrupt:
         err.print("stopping...")
         return 0
     finally:
         stack.stop()
+        if supervisor is not None:
+            supervisor.remove_status()
+
+
+def _report(message: str) -> None:
+    """A service exited: say so on the terminal (its log tail may hold brackets, which are not markup)."""
+    head, _, tail = message.partition("\n")
+    err.print(f"[red]{escape(head)}[/red]")
+    err.print(tail, markup=False, highlight=False)
 
 
 def _interrupt(*_: object) -> None:
@@ -58,4 +72,7 @@ def _print_stack(info: dict[str, Any]) -> None:
     table.add_row(f"user token ({info['demo_user']})", info["demo_token"])
     table.add_row("data and logs", info["data_dir"])
     console.print(table)
-    console.print(f"Also written to {info['data_dir']}/stack.json. Ctrl-C stops everything.")
+    console.print(
+        f"Also written to {info['data_dir']}/stack.json. A service that exits is restarted; "
+        "`leadersboard status` lists them. Ctrl-C stops everything."
+    )

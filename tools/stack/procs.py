@@ -18,20 +18,25 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = [
     "ADMIN_ACTIONS",
+    "HttpProbe",
     "ManagedProcess",
+    "Probe",
     "S3Identity",
     "StartupError",
+    "TcpProbe",
     "bin_path",
     "free_port",
     "free_port_pair",
     "http_ready",
     "nats_command",
+    "probe_for",
+    "restart_in",
     "seaweed_command",
     "tcp_ready",
     "write_s3_identities",
@@ -104,28 +109,63 @@ def free_port_pair(offset: int = 10000) -> int:
     return _pick((0, offset))
 
 
-def tcp_ready(host: str, port: int) -> Callable[[], bool]:
-    def probe() -> bool:
+@dataclass(frozen=True)
+class TcpProbe:
+    """Ready (and healthy) when the port accepts a connection."""
+
+    host: str
+    port: int
+
+    @property
+    def target(self) -> str:
+        return f"tcp://{self.host}:{self.port}"
+
+    def __call__(self) -> bool:
         try:
-            with socket.create_connection((host, port), timeout=0.5):
+            with socket.create_connection((self.host, self.port), timeout=0.5):
                 return True
         except OSError:
             return False
 
-    return probe
 
+@dataclass(frozen=True)
+class HttpProbe:
+    """Ready (and healthy) when a GET of `url` answers one of the `accept` statuses."""
 
-def http_ready(url: str, *, accept: Sequence[int] = (200,)) -> Callable[[], bool]:
-    def probe() -> bool:
+    url: str
+    accept: tuple[int, ...] = (200,)
+
+    @property
+    def target(self) -> str:
+        return self.url
+
+    def __call__(self) -> bool:
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                return int(response.status) in accept
+            with urllib.request.urlopen(self.url, timeout=2) as response:
+                return int(response.status) in self.accept
         except urllib.error.HTTPError as exc:
-            return exc.code in accept
+            return exc.code in self.accept
         except (OSError, ValueError):
             return False
 
-    return probe
+
+Probe = TcpProbe | HttpProbe
+
+
+def tcp_ready(host: str, port: int) -> TcpProbe:
+    return TcpProbe(host, port)
+
+
+def http_ready(url: str, *, accept: Sequence[int] = (200,)) -> HttpProbe:
+    return HttpProbe(url, tuple(accept))
+
+
+def probe_for(target: str, accept: Sequence[int] = (200,)) -> Probe:
+    """The probe a `target` (`Probe.target`) names: `leadersboard status` rebuilds them from the status file."""
+    if target.startswith("tcp://"):
+        host, port = target.removeprefix("tcp://").rsplit(":", 1)
+        return TcpProbe(host, int(port))
+    return HttpProbe(target, tuple(accept))
 
 
 @dataclass
@@ -135,7 +175,8 @@ class ManagedProcess:
     log_path: Path
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: Path | None = None
-    ready: Callable[[], bool] | None = None
+    ready: Probe | None = None
+    """Says when the process is ready after a start, and whether it is healthy later (`leadersboard status`)."""
     stop_signal: int = signal.SIGTERM
     popen: subprocess.Popen[bytes] | None = None
 
@@ -154,6 +195,13 @@ class ManagedProcess:
         )
         log.close()
         return self
+
+    def fresh(self) -> ManagedProcess:
+        """A new, unstarted process with the same command, settings and log (a restart appends to the log)."""
+        return ManagedProcess(
+            self.name, self.argv, self.log_path, env=self.env, cwd=self.cwd, ready=self.ready,
+            stop_signal=self.stop_signal,
+        )  # fmt: skip
 
     def wait_ready(self, timeout_s: float = 60.0) -> ManagedProcess:
         deadline = time.monotonic() + timeout_s
@@ -187,7 +235,10 @@ class ManagedProcess:
 
     def stop(self, grace_s: float = STOP_GRACE_S) -> None:
         """Terminate, then kill what is left after `grace_s`."""
-        if self.popen is None or self.popen.poll() is not None:
+        if self.popen is None:
+            return
+        if self.popen.poll() is not None:  # it died: children it left in its group (a job's sandbox) go too
+            _signal_group(self.popen.pid, signal.SIGKILL)
             return
         _signal_group(self.popen.pid, self.stop_signal)
         try:
@@ -204,6 +255,14 @@ class ManagedProcess:
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
+
+
+def restart_in(processes: list[ManagedProcess], old: ManagedProcess) -> ManagedProcess:
+    """Stop `old` (and what it left in its group) and start a fresh copy of it in its place in `processes`."""
+    old.stop()
+    fresh = old.fresh()
+    processes[processes.index(old)] = fresh  # listed before it starts: whoever stops the list finds it
+    return fresh.start()
 
 
 def _signal_group(pid: int, sig: int) -> None:

@@ -127,6 +127,12 @@ def new_service_keys() -> dict[str, tuple[str, str]]:
     }
 
 
+SEAWEED_MEMORY_LIMIT = "256MiB"
+"""Go's soft memory limit for `weed mini`: without it, on a busy machine, the heap it grew to for transfers
+stays mapped (20 uploads and downloads of 20 MiB left it at ~520 MiB PSS, idle; with it, ~40 MiB:
+bench/weed_memory.py, bench/README.md). Soft: the runtime collects harder near it, never fails because of it."""
+
+
 def start_seaweed(
     root: Path,
     *,
@@ -160,6 +166,7 @@ def start_seaweed(
         seaweed_command(data_dir=data, ports=ports, s3_config=identities, volume_size_limit_mb=volume_size_limit_mb),
         root / "logs" / "seaweedfs.log",
         cwd=security.directory,  # where weed reads security.toml
+        env={"GOMEMLIMIT": SEAWEED_MEMORY_LIMIT},
         # 403 means S3 answers and refuses the anonymous probe: authentication is on.
         ready=http_ready(f"http://127.0.0.1:{ports.s3}/", accept=(403,)),
     )
@@ -167,6 +174,10 @@ def start_seaweed(
 
 
 MLFLOW_ADMIN = "admin"
+MLFLOW_FOOTPRINT_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+"""MLflow's memory settings, here and in docker-compose.yml (tests/test_compose_footprint.py): no job-execution
+workers (MLflow 3's GenAI jobs, seven huey consumers and a job runner): the platform uses none, and they held
+1.4-1.9 GB of the idle stack."""
 
 
 def start_mlflow(root: Path, *, port: int, s3: S3Settings, admin_password: str, secret_key: str) -> ManagedProcess:
@@ -197,8 +208,7 @@ def start_mlflow(root: Path, *, port: int, s3: S3Settings, admin_password: str, 
         # Used only the first time, to create the admin in an empty basic_auth.db.
         "MLFLOW_AUTH_ADMIN_PASSWORD": admin_password,
         "MLFLOW_FLASK_SERVER_SECRET_KEY": secret_key,
-        # No job-execution workers (MLflow's GenAI jobs): the platform uses none, and they cost ~1.4 GB.
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        **MLFLOW_FOOTPRINT_ENV,
     }
     process = ManagedProcess(
         "mlflow",

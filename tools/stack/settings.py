@@ -2,8 +2,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tools.stack.supervise import RestartPolicy
 from tools.stack.up import StackPorts
 
 __all__ = ["StackSettings"]
@@ -24,6 +26,13 @@ class StackSettings(BaseSettings):
     mlflow_port: int = 5010
     ingest_port: int = 8000
     frontend_port: int = 8501
+    # Supervision (tools/stack/supervise.py): a service that exits within `restart_stable_after_s` of its start
+    # waits 1, 2, 4... s (up to the max) before its next start; after `restart_give_up_after` such crashes in
+    # a row it is given up on.
+    restart_first_backoff_s: float = Field(default=1.0, gt=0, le=3600)
+    restart_max_backoff_s: float = Field(default=60.0, gt=0, le=3600)
+    restart_stable_after_s: float = Field(default=60.0, ge=0, le=86400)
+    restart_give_up_after: int = Field(default=5, ge=0, le=1000)
 
     def ports(self) -> StackPorts:
         return StackPorts(
@@ -36,4 +45,12 @@ class StackSettings(BaseSettings):
             mlflow=self.mlflow_port,
             ingest=self.ingest_port,
             frontend=self.frontend_port,
+        )
+
+    def restart_policy(self) -> RestartPolicy:
+        return RestartPolicy(
+            first_backoff_s=self.restart_first_backoff_s,
+            max_backoff_s=self.restart_max_backoff_s,
+            stable_after_s=self.restart_stable_after_s,
+            give_up_after=self.restart_give_up_after,
         )

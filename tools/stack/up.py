@@ -27,6 +27,7 @@ from tools.stack.procs import (
     free_port,
     free_port_pair,
     http_ready,
+    restart_in,
 )
 from tools.stack.services import MLFLOW_ADMIN, new_service_keys, start_mlflow, start_nats, start_seaweed
 
@@ -256,6 +257,8 @@ class Stack:
                 work_dir=self.data_dir / "runner" / str(index),
                 mlflow_tracking_uri=self.mlflow_internal_url,
                 mlflow_public_url=urls["mlflow"],
+                web_public_url=urls["frontend"],
+                api_public_url=urls["ingest"],
                 mlflow_password=SecretStr(self.secrets.mlflow["runner_password"]),
                 **self.overrides.get("runner", {}),
             )
@@ -276,7 +279,6 @@ class Stack:
                 port=p.frontend,
                 ingest_public_url=urls["ingest"],
                 mlflow_public_url=urls["mlflow"],
-                store_console_url=urls["s3"],
                 **self.overrides.get("frontend", {}),
             )
             self._spawn("frontend", "frontend", frontend, ready=http_ready(urls["frontend"]))
@@ -323,11 +325,7 @@ class Stack:
 
     def restart(self, name: str) -> ManagedProcess:
         """Start a process again with the same command and settings (after a kill or stop)."""
-        old = self.process(name)
-        old.stop()
-        fresh = ManagedProcess(old.name, old.argv, old.log_path, env=old.env, cwd=old.cwd, ready=old.ready)
-        self.processes[self.processes.index(old)] = fresh.start()
-        return fresh
+        return restart_in(self.processes, self.process(name))
 
     def stop(self) -> None:
         for process in reversed(self.processes):

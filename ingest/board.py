@@ -1,0 +1,232 @@
+"""An in-memory copy of the leaderboard view (the board KV bucket, kept by the dispatcher), pushed current by a
+KV watch, from which every board is served without reading a job record.
+
+Entries are grouped by board: one group per (benchmark, version) for the verified boards, one for the
+self-reported entries. Each group carries a generation, bumped on every change to it, so that a ranked board
+is computed once and then served from a cache until its group changes (a completed job, a rescore, a deletion).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Hashable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from nats.js.kv import KeyValue
+
+from leadersboard import nats_io
+from leadersboard.models.board import BoardEntry
+from leadersboard.models.leaderboard import METRICS
+from leadersboard.models.scores import AVERAGE
+
+__all__ = ["BOARD_ENTRIES", "SELF_REPORTED", "BoardIndex", "GroupKey", "VersionSummary", "following"]
+
+log = logging.getLogger("ingest")
+
+BOARD_ENTRIES = "e.>"
+"""The entries of the view (keys.kv_board_key), beside its `meta.*` keys."""
+RESTART_DELAY_S = 1.0
+MAX_CACHED = 512
+"""Computed boards kept (least recently used dropped): a self-reported board's metric and dataset are the
+caller's choice, so their number is not bounded by the data."""
+
+GroupKey = tuple[str, int] | None
+"""(benchmark, version) of a verified board's entries; None (SELF_REPORTED) for the self-reported ones."""
+SELF_REPORTED: GroupKey = None
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class VersionSummary:
+    """What a verified board of one benchmark version offers, whichever metric and category it is ranked by."""
+
+    metrics: list[str]
+    """The metrics at least one entry has (in the average), in MetricSet order."""
+    categories: list[str]
+    label: str
+    resamples: int
+
+
+class BoardIndex:
+    def __init__(self) -> None:
+        self._entries: dict[str, BoardEntry] = {}
+        self._groups: dict[GroupKey, dict[str, BoardEntry]] = {}
+        self._generations: dict[GroupKey, int] = {}
+        self._counter = 0
+        self._cache: OrderedDict[Hashable, tuple[int, object]] = OrderedDict()
+        self.ready = asyncio.Event()
+        """Set once the whole view has been loaded."""
+        self.resync = asyncio.Event()
+        """Set after a NATS reconnect: the watcher's consumer may be gone, so the index reloads."""
+
+    # --- reading ------------------------------------------------------------------------------------------------
+
+    def benchmarks(self) -> list[str]:
+        """The benchmarks that have verified entries, sorted."""
+        return sorted({key[0] for key in self._groups if key is not None})
+
+    def versions(self, benchmark: str) -> list[int]:
+        """The versions of `benchmark` that have entries, ascending."""
+        return sorted(key[1] for key in self._groups if key is not None and key[0] == benchmark)
+
+    def entries(self, group: GroupKey) -> list[BoardEntry]:
+        return list(self._groups.get(group, {}).values())
+
+    def generation(self, group: GroupKey) -> int:
+        """Changes whenever the group's entries change (0: the group has never had entries)."""
+        return self._generations.get(group, 0)
+
+    def cached(self, group: GroupKey, key: Hashable, compute: Callable[[], T]) -> T:
+        """`compute()`, remembered under `key` until `group` changes."""
+        found = self.lookup(group, key)
+        if found is not None:
+            return found  # type: ignore[no-any-return]  # stored by this method under the same key
+        generation = self.generation(group)
+        value = compute()
+        self.remember(group, key, value, generation)
+        return value
+
+    def lookup(self, group: GroupKey, key: Hashable) -> Any:
+        """What `remember` stored under `key` while `group` was as it is now; None otherwise."""
+        found = self._cache.get((group, key))
+        if found is None or found[0] != self.generation(group):
+            return None
+        self._cache.move_to_end((group, key))
+        return found[1]
+
+    def remember(self, group: GroupKey, key: Hashable, value: object, generation: int) -> None:
+        """Keep `value`, computed from `group` at `generation` (taken before any await), for `lookup`."""
+        self._cache[(group, key)] = (generation, value)
+        self._cache.move_to_end((group, key))
+        while len(self._cache) > MAX_CACHED:
+            self._cache.popitem(last=False)
+
+    def summary(self, group: tuple[str, int]) -> VersionSummary | None:
+        """What the board of `group` offers; None when it has no entries."""
+        return self.cached(group, "summary", lambda: _summarize(self.entries(group)))
+
+    # --- following the bucket -------------------------------------------------------------------------------------
+
+    def put(self, entry: BoardEntry) -> None:
+        self.remove(entry.submission_id)
+        self._entries[entry.submission_id] = entry
+        group = group_of(entry)
+        self._groups.setdefault(group, {})[entry.submission_id] = entry
+        self._bump(group)
+
+    def remove(self, submission_id: str) -> None:
+        old = self._entries.pop(submission_id, None)
+        if old is None:
+            return
+        group = group_of(old)
+        members = self._groups.get(group, {})
+        members.pop(submission_id, None)
+        if not members:
+            self._groups.pop(group, None)
+        self._bump(group)
+
+    def replace(self, entries: list[BoardEntry]) -> None:
+        """The whole view at once (the initial load, a reload)."""
+        for group in list(self._groups):
+            self._bump(group)
+        self._entries, self._groups = {}, {}
+        for entry in entries:
+            self.put(entry)
+
+    def _bump(self, group: GroupKey) -> None:
+        # One counter for every group: a group emptied and filled again never returns to a generation it had.
+        self._counter += 1
+        self._generations[group] = self._counter
+
+    async def follow(self, kv: KeyValue) -> None:
+        """Keep the index current until cancelled, reloading everything after a reconnect or an error."""
+        while True:
+            try:
+                await self._follow_once(kv)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("leaderboard view watcher failed (%r); reloading", exc)
+                await asyncio.sleep(RESTART_DELAY_S)
+
+    async def _follow_once(self, kv: KeyValue) -> None:
+        self.resync.clear()
+        watcher = await kv.watch(BOARD_ENTRIES)
+        loaded: dict[str, BoardEntry] = {}
+        initial = True
+        resync = asyncio.create_task(self.resync.wait())
+        try:
+            while True:
+                update = asyncio.create_task(nats_io.next_update(watcher))
+                await asyncio.wait({update, resync}, return_when=asyncio.FIRST_COMPLETED)
+                if resync.done():
+                    update.cancel()
+                    return
+                found = update.result()
+                if found is None:
+                    if initial:  # the whole view has arrived: swap it in at once
+                        self.replace(list(loaded.values()))
+                        initial = False
+                        self.ready.set()
+                    continue
+                submission_id = found.key.rsplit(".", 1)[-1]
+                entry = _decode(found)
+                if initial:
+                    if entry is None:
+                        loaded.pop(submission_id, None)
+                    else:
+                        loaded[submission_id] = entry
+                elif entry is None:
+                    self.remove(submission_id)
+                else:
+                    self.put(entry)
+        finally:
+            resync.cancel()
+            await nats_io.stop_watcher(watcher)
+
+
+@contextlib.asynccontextmanager
+async def following(index: BoardIndex, kv: KeyValue) -> AsyncIterator[None]:
+    """`index` follows the view's bucket `kv` while the context lasts (ingest's lifetime)."""
+    task = asyncio.create_task(index.follow(kv))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def group_of(entry: BoardEntry) -> GroupKey:
+    if entry.verified and entry.benchmark is not None and entry.benchmark_version is not None:
+        return entry.benchmark, entry.benchmark_version
+    return SELF_REPORTED
+
+
+def _decode(found: KeyValue.Entry) -> BoardEntry | None:
+    """The entry of a watched key; None for a deletion (and for a value that is no entry, which is logged: one bad
+    entry must not stop every board)."""
+    if found.operation in ("DEL", "PURGE") or not found.value:
+        return None
+    try:
+        return BoardEntry.model_validate_json(found.value)
+    except ValueError as exc:
+        log.warning("leaderboard view: %s is no board entry (%s); left out", found.key, exc)
+        return None
+
+
+def _summarize(entries: list[BoardEntry]) -> VersionSummary | None:
+    scored = [e.scores for e in entries if e.scores is not None]
+    if not scored:
+        return None
+    computed = {name for scores in scored for name in METRICS if scores.interval(name, AVERAGE) is not None}
+    return VersionSummary(
+        metrics=[name for name in METRICS if name in computed],
+        categories=sorted({category for scores in scored for category in scores.per_category}),
+        label=scored[0].label,
+        resamples=scored[0].resamples,
+    )

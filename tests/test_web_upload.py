@@ -1,0 +1,165 @@
+"""The page's checksums (issue 16): hash-wasm and the browser's native SHA-256 in a Web Worker, started when the
+files are picked, shown as their own step, and remembered so that an unchanged file is neither hashed nor sent
+again. Debian's chromium driven by Playwright against the real local stack (tests/web_fixtures.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from leadersboard import keys
+from leadersboard.s3 import make_client
+from tests.web_fixtures import MIB, WATCH_SCRIPT, row_js, sign_in
+from tools.stack.up import Stack
+
+VENDOR = Path(__file__).resolve().parents[1] / "frontend" / "static" / "vendor"
+CHUNK_BYTES = 8 * MIB  # lb-hash-worker.js reads and hashes this much at a time
+MAIN = """
+import argparse, json, pathlib
+parser = argparse.ArgumentParser()
+parser.add_argument("--config", required=True)
+parser.add_argument("--output", required=True)
+args = parser.parse_args()
+print("weights:", pathlib.Path("weights.bin").stat().st_size, "bytes", flush=True)
+out = pathlib.Path(args.output)
+out.mkdir(parents=True, exist_ok=True)
+(out / "metrics.json").write_text(json.dumps({"metrics": {"image_AUROC": 0.5}}))
+"""
+
+# ---------------------------------------------------------------- no browser
+
+
+def test_the_server_serves_the_worker_and_the_vendored_library_as_javascript() -> None:
+    from starlette.testclient import TestClient
+
+    from frontend.app import WORKER_SCRIPTS, browser_config, create_app
+    from frontend.settings import FrontendSettings
+
+    settings = FrontendSettings()
+    config = browser_config(settings)
+    with TestClient(create_app(settings)) as client:
+        for key, name in WORKER_SCRIPTS.items():
+            url = config[key]
+            assert url.startswith(f"lb-static/{name}?v="), url
+            served = client.get(f"/{url}")
+            assert served.status_code == 200, url
+            # A worker script must come with a JavaScript type or the browser refuses to run it.
+            assert served.headers["content-type"].split(";")[0] in ("application/javascript", "text/javascript")
+            assert "content-security-policy" not in served.headers  # nothing to allow workers or wasm in
+        assert "content-security-policy" not in client.get("/").headers
+
+
+def test_the_vendored_library_is_the_recorded_release_with_its_licence() -> None:
+    readme = (VENDOR / "README.md").read_text()
+    digest = hashlib.sha256((VENDOR / "hash-wasm-sha256.js").read_bytes()).hexdigest()
+    assert f"`{digest}`" in readme, "vendor/README.md does not record this file's sha256: update its line"
+    assert re.search(r"hash-wasm \d+\.\d+\.\d+", readme)
+    assert "MIT License" in (VENDOR / "hash-wasm-LICENSE").read_text()
+
+
+# ---------------------------------------------------------------- the browser against the real stack
+
+HASH_JS = """async ([engine, selector]) => {
+  const out = {};
+  for (const file of document.querySelector(selector).files) {
+    const job = LB.hashFile(file.name, file, engine);
+    out[file.name] = [await job.promise, job.engine];
+  }
+  return out;
+}"""
+
+
+@pytest.mark.slow
+def test_the_hash_worker_equals_hashlib_with_both_engines(page: Any, tmp_path: Path) -> None:
+    sizes = {"empty": 0, "one": 1, "few-mb": 5 * MIB + 3, "two-chunks": 2 * CHUNK_BYTES, "odd": 2 * CHUNK_BYTES + 12345}
+    paths = []
+    for name, size in sizes.items():
+        path = tmp_path / f"{name}.bin"
+        path.write_bytes(os.urandom(size))
+        paths.append(path)
+    page.evaluate("""() => {
+      const input = Object.assign(document.createElement('input'), {type: 'file', multiple: true, id: 't-hash'});
+      document.body.append(input);
+    }""")
+    page.set_input_files("#t-hash", [str(p) for p in paths])
+    assert page.evaluate("() => isSecureContext"), "the stack's page is on 127.0.0.1: the native engine is there"
+    expected = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+    for engine, used in (("wasm", "wasm"), ("auto", "native")):
+        got = page.evaluate(HASH_JS, [engine, "#t-hash"])
+        assert {name: sha for name, (sha, _) in got.items()} == expected, engine
+        assert {e for _, e in got.values()} == {used}, got
+
+
+def write_submission(root: Path) -> list[Path]:
+    import zipfile
+
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "main.py").write_text(MAIN)
+    (root / "config.yaml").write_text("epochs: 1\n")
+    with zipfile.ZipFile(root / "data.zip", "w") as archive:
+        archive.writestr("hello.txt", "hello\n")
+    (root / "weights.bin").write_bytes(os.urandom(20 * MIB))  # >= 16 MiB: hashed; > 5 MiB: multipart here
+    return [root / name for name in ("main.py", "config.yaml", "data.zip", "weights.bin")]
+
+
+def submit(page: Any, files: list[Path], store_puts: list[str]) -> tuple[str, list[str]]:
+    """Pick the files, Submit, and answer the submission id and the store PUTs it made (`store_puts` follows them)."""
+    page.evaluate(WATCH_SCRIPT)
+    page.set_input_files("#lb-files-input", [str(p) for p in files])
+    page.fill("#lb-metadata", json.dumps({"method": "hashing", "dataset": "toy"}))
+    store_puts.clear()
+    page.click("#lb-submit-btn")
+    result = page.wait_for_selector("#lb-submit-result .lb-ok")
+    return str(result.get_attribute("data-id")), list(store_puts)
+
+
+@pytest.mark.slow
+def test_the_hashing_step_is_shown_and_an_unchanged_file_is_neither_hashed_nor_sent_again(
+    page: Any, web: tuple[Stack, dict[str, Any]], tmp_path: Path
+) -> None:
+    stack, info = web
+    files = write_submission(tmp_path / "hashing")
+    digests = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+    sign_in(page, info["demo_token"])
+    puts: list[str] = []
+    store = info["urls"]["s3"]
+
+    def follow(request: Any) -> None:
+        if request.method == "PUT" and request.url.startswith(store):
+            puts.append(request.url)
+
+    page.on("request", follow)
+    first, sent = submit(page, files, puts)
+    step = page.inner_text("#lb-hash-step")
+    assert re.search(r"Checksums: 20 MiB in [\d.]+ s — [\d.]+ (B|KiB|MiB|GiB)/s", step), step
+    assert page.get_attribute("#lb-hash-step", "data-finished") == "true"
+    assert "uploaded" in page.inner_text('.lb-file-progress[data-path="weights.bin"]')
+    assert sum("/blobs/" in url for url in sent) >= 2, sent  # weights.bin's parts and data.zip, at their blob keys
+    s3 = make_client(stack.s3)
+    for name in ("data.zip", "weights.bin"):
+        stored = s3.get_object(Bucket=stack.s3.bucket, Key=keys.blob_key("demo", digests[name]))["Body"].read()
+        assert hashlib.sha256(stored).hexdigest() == digests[name], name
+    page.click("#lb-tab-jobs")
+    page.wait_for_function(f"() => window.__statuses.includes('completed') && {row_js(first)}", timeout=180_000)
+
+    # After a reload (the page forgets its File objects) the same files again: the hashes come from the
+    # browser's cache and ingest answers "present": only main.py, config.yaml and the manifest are sent.
+    page.reload()
+    page.wait_for_selector("#lb-token-status.lb-ok")
+    page.click("#lb-tab-submit")
+    again, sent = submit(page, files, puts)
+    assert again != first
+    step = page.inner_text("#lb-hash-step")
+    assert "2 unchanged file(s): checksum remembered by this browser." in step, step
+    assert "Checksums:" not in step, step
+    for name in ("data.zip", "weights.bin"):
+        assert "already in the store" in page.inner_text(f'.lb-file-progress[data-path="{name}"]'), name
+    assert not [url for url in sent if "/blobs/" in url], sent
+    assert len(sent) == 3, sent  # main.py, config.yaml, the manifest
