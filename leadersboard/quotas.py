@@ -66,7 +66,9 @@ class QuotaStore:
             recent = sorted(t for t in ledger.accepted_at_s if t > now_s - RATE_WINDOW_S)
             if len(recent) >= limit:
                 oldest_counted = recent[len(recent) - limit] if limit else now_s
-                return RateDecision(False, limit, max(1.0, oldest_counted + RATE_WINDOW_S - now_s))
+                # A concurrent request may have counted itself a moment after `now_s`: never more than the window.
+                wait_s = min(RATE_WINDOW_S, oldest_counted + RATE_WINDOW_S - now_s)
+                return RateDecision(False, limit, max(1.0, wait_s))
             value = RateLedger(accepted_at_s=[*recent, now_s]).model_dump_json().encode()
             try:
                 if raw is None:

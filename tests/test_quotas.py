@@ -86,3 +86,13 @@ async def test_ledger_is_exact_under_contention(nc: NATS) -> None:
     assert sum(d.allowed for d in decisions) == 50
     later = await quotas.reserve("carol", now_s=1000.0 + 3601)
     assert later.allowed, "the rolling hour has passed"
+
+
+async def test_a_refusal_never_asks_to_wait_longer_than_the_window(nc: NATS) -> None:
+    # Concurrent requests take their clocks a moment apart: the ledger can hold times just after a refused
+    # request's own, which used to ask for 3,601 s.
+    quotas = QuotaStore(await nc.jetstream().key_value(NatsSettings().quotas_kv_bucket))
+    for _ in range(50):
+        assert (await quotas.reserve("dave", now_s=2000.5)).allowed
+    refused = await quotas.reserve("dave", now_s=2000.0)
+    assert not refused.allowed and refused.retry_after_s == 3600.0
