@@ -188,7 +188,9 @@
   }
 
   function renderProgress() {
+    clearTimeout(S.frame);
     S.frame = 0;
+    S.renderedAt = performance.now();
     const run = S.run;
     // Nothing to show yet, or refused before any byte was sent (the error says why).
     if (!run || (run.failed && !run.submissionId)) {
@@ -236,8 +238,13 @@
     return h("div", { class: "lb-hash-step", id: "lb-hash-step", dataset: { finished: String(x.finished) } }, parts.join(" "));
   }
 
+  /* A few times a second is enough to read: rebuilding the display on every frame took CPU from the upload
+   * itself (bench/README.md, "Web uploads"). */
+  const PROGRESS_INTERVAL_MS = 250;
   function scheduleProgress() {
-    if (!S.frame) S.frame = requestAnimationFrame(renderProgress);
+    if (S.frame) return;
+    const wait = Math.max(0, (S.renderedAt || 0) + PROGRESS_INTERVAL_MS - performance.now());
+    S.frame = setTimeout(() => requestAnimationFrame(renderProgress), wait);
   }
 
   function renderResult() {

@@ -127,10 +127,13 @@ def new_service_keys() -> dict[str, tuple[str, str]]:
     }
 
 
-SEAWEED_MEMORY_LIMIT = "256MiB"
-"""Go's soft memory limit for `weed mini`: without it, on a busy machine, the heap it grew to for transfers
-stays mapped (20 uploads and downloads of 20 MiB left it at ~520 MiB PSS, idle; with it, ~40 MiB:
-bench/weed_memory.py, bench/README.md). Soft: the runtime collects harder near it, never fails because of it."""
+SEAWEED_MEMORY_LIMIT = "512MiB"
+"""Go's soft memory limit for `weed mini`: without it, the heap it grew to for transfers stays mapped (20 uploads
+and downloads of 20 MiB left it at ~520 MiB PSS, idle; two of 1 GiB at ~840 MiB). At 256MiB the collector ran
+almost without pause under large uploads: weed spent 16 CPU-seconds per GiB received against 9-10 at 512MiB,
+halving the local store's upload speed. At 512MiB it idles at ~350 MiB after 1 GiB transfers, ~200 MiB four
+minutes later (bench/weed_memory.py, bench/README.md). Soft: the runtime collects harder near it, never fails
+an allocation because of it."""
 
 
 def start_seaweed(
