@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from dispatcher.view import JobView
 from leadersboard import nats_io
 from leadersboard.keys import BOARD_BUILT_KEY, BOARD_REBUILD_KEY, kv_board_key, kv_submission_id
+from leadersboard.kv_mirror import put_value
 from leadersboard.models.base import utcnow
 from leadersboard.models.board import BoardBuilt, BoardEntry, BoardRebuild
 from leadersboard.models.records import JobRecord
@@ -221,10 +222,11 @@ class BoardKeeper:
                 await asyncio.sleep(self.retry_delay_s)
 
     def _noted(self, update: KeyValue.Entry | None) -> None:
-        if update is None or not update.value or update.operation in ("DEL", "PURGE"):
+        value = None if update is None else put_value(update)
+        if value is None:
             return
         try:
-            asked = BoardRebuild.model_validate_json(update.value)
+            asked = BoardRebuild.model_validate_json(value)
         except ValidationError:
             log.warning("leaderboard view: an unreadable %s is ignored", BOARD_REBUILD_KEY)
             return

@@ -11,15 +11,15 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from nats.js.kv import KeyValue
+from pydantic import ValidationError
 
-from leadersboard import nats_io
 from leadersboard.keys import kv_submission_id
+from leadersboard.kv_mirror import KvMirror
 from leadersboard.models.records import JobRecord
 
 __all__ = ["JobView", "ViewListener"]
 
 log = logging.getLogger("dispatcher")
-RESTART_DELAY_S = 1.0
 
 
 class ViewListener(Protocol):
@@ -38,8 +38,9 @@ class JobView:
         self.records: dict[str, JobRecord] = {}
         self.listeners: list[ViewListener] = []
         self.changed = asyncio.Event()
-        self.ready = asyncio.Event()
-        self.resync = asyncio.Event()
+        self.mirror = KvMirror[JobRecord]("job view", ">", decode=_decode, loaded=self._loaded, changed=self._changed)
+        self.ready = self.mirror.ready
+        self.resync = self.mirror.resync
         """Set after a NATS reconnect: the watcher's consumer may be gone, so the view reloads."""
 
     def put(self, record: JobRecord) -> None:
@@ -48,50 +49,30 @@ class JobView:
 
     async def follow(self, kv: KeyValue) -> None:
         """Keep the view current until cancelled, reloading everything after a reconnect or an error."""
-        while True:
-            try:
-                await self._follow_once(kv)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("job view watcher failed (%r); reloading", exc)
-                await asyncio.sleep(RESTART_DELAY_S)
+        await self.mirror.run(kv)
 
-    async def _follow_once(self, kv: KeyValue) -> None:
-        self.resync.clear()
-        watcher = await kv.watch(">")
-        loaded: dict[str, JobRecord] = {}
-        initial = True
-        resync = asyncio.create_task(self.resync.wait())
-        try:
-            while True:
-                update = asyncio.create_task(nats_io.next_update(watcher))
-                await asyncio.wait({update, resync}, return_when=asyncio.FIRST_COMPLETED)
-                if resync.done():
-                    update.cancel()
-                    return
-                entry = update.result()
-                target = loaded if initial else self.records
-                if entry is None:
-                    if initial:  # the full current state has arrived: swap it in at once
-                        self.records, initial = loaded, False
-                        self.ready.set()
-                        self.changed.set()
-                        for listener in self.listeners:
-                            listener.reloaded(self.records)
-                    continue
-                if entry.operation in ("DEL", "PURGE") or not entry.value:
-                    target.pop(kv_submission_id(entry.key), None)
-                    if not initial:
-                        for listener in self.listeners:
-                            listener.record_removed(entry.key)
-                else:
-                    record = JobRecord.model_validate_json(entry.value)
-                    target[record.submission_id] = record
-                    if not initial:
-                        self.changed.set()
-                        for listener in self.listeners:
-                            listener.record_put(record)
-        finally:
-            resync.cancel()
-            await nats_io.stop_watcher(watcher)
+    def _loaded(self, records: dict[str, JobRecord]) -> None:
+        self.records = {record.submission_id: record for record in records.values()}
+        self.changed.set()
+        for listener in self.listeners:
+            listener.reloaded(self.records)
+
+    def _changed(self, key: str, record: JobRecord | None) -> None:
+        if record is None:
+            self.records.pop(kv_submission_id(key), None)
+            for listener in self.listeners:
+                listener.record_removed(key)
+            return
+        self.put(record)
+        for listener in self.listeners:
+            listener.record_put(record)
+
+
+def _decode(key: str, value: bytes) -> JobRecord | None:
+    # A record that is not one is left out, loudly: raising would make the mirror reload the whole bucket
+    # again and again on that one value, and the dispatcher would stop seeing every other change.
+    try:
+        return JobRecord.model_validate_json(value)
+    except ValidationError as exc:
+        log.error("job view: the record under %s is not a job record, left out of scheduling: %s", key, exc)
+        return None

@@ -8,7 +8,6 @@ is computed once and then served from a cache until its group changes (a complet
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
@@ -18,7 +17,7 @@ from typing import Any, TypeVar
 
 from nats.js.kv import KeyValue
 
-from leadersboard import nats_io
+from leadersboard.kv_mirror import KvMirror
 from leadersboard.models.board import BoardEntry
 from leadersboard.models.leaderboard import METRICS
 from leadersboard.models.scores import AVERAGE
@@ -29,7 +28,6 @@ log = logging.getLogger("ingest")
 
 BOARD_ENTRIES = "e.>"
 """The entries of the view (keys.kv_board_key), beside its `meta.*` keys."""
-RESTART_DELAY_S = 1.0
 MAX_CACHED = 512
 """Computed boards kept (least recently used dropped): a self-reported board's metric and dataset are the
 caller's choice, so their number is not bounded by the data."""
@@ -58,9 +56,12 @@ class BoardIndex:
         self._generations: dict[GroupKey, int] = {}
         self._counter = 0
         self._cache: OrderedDict[Hashable, tuple[int, object]] = OrderedDict()
-        self.ready = asyncio.Event()
+        self.mirror = KvMirror[BoardEntry](
+            "leaderboard view", BOARD_ENTRIES, decode=_decode, loaded=self._loaded, changed=self._changed
+        )
+        self.ready = self.mirror.ready
         """Set once the whole view has been loaded."""
-        self.resync = asyncio.Event()
+        self.resync = self.mirror.resync
         """Set after a NATS reconnect: the watcher's consumer may be gone, so the index reloads."""
 
     # --- reading ------------------------------------------------------------------------------------------------
@@ -144,61 +145,23 @@ class BoardIndex:
 
     async def follow(self, kv: KeyValue) -> None:
         """Keep the index current until cancelled, reloading everything after a reconnect or an error."""
-        while True:
-            try:
-                await self._follow_once(kv)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("leaderboard view watcher failed (%r); reloading", exc)
-                await asyncio.sleep(RESTART_DELAY_S)
+        await self.mirror.run(kv)
 
-    async def _follow_once(self, kv: KeyValue) -> None:
-        self.resync.clear()
-        watcher = await kv.watch(BOARD_ENTRIES)
-        loaded: dict[str, BoardEntry] = {}
-        initial = True
-        resync = asyncio.create_task(self.resync.wait())
-        try:
-            while True:
-                update = asyncio.create_task(nats_io.next_update(watcher))
-                await asyncio.wait({update, resync}, return_when=asyncio.FIRST_COMPLETED)
-                if resync.done():
-                    update.cancel()
-                    return
-                found = update.result()
-                if found is None:
-                    if initial:  # the whole view has arrived: swap it in at once
-                        self.replace(list(loaded.values()))
-                        initial = False
-                        self.ready.set()
-                    continue
-                submission_id = found.key.rsplit(".", 1)[-1]
-                entry = _decode(found)
-                if initial:
-                    if entry is None:
-                        loaded.pop(submission_id, None)
-                    else:
-                        loaded[submission_id] = entry
-                elif entry is None:
-                    self.remove(submission_id)
-                else:
-                    self.put(entry)
-        finally:
-            resync.cancel()
-            await nats_io.stop_watcher(watcher)
+    def _loaded(self, entries: dict[str, BoardEntry]) -> None:
+        self.replace(list(entries.values()))  # the whole view has arrived: swapped in at once
+
+    def _changed(self, key: str, entry: BoardEntry | None) -> None:
+        if entry is None:
+            self.remove(key.rsplit(".", 1)[-1])
+        else:
+            self.put(entry)
 
 
 @contextlib.asynccontextmanager
 async def following(index: BoardIndex, kv: KeyValue) -> AsyncIterator[None]:
     """`index` follows the view's bucket `kv` while the context lasts (ingest's lifetime)."""
-    task = asyncio.create_task(index.follow(kv))
-    try:
+    async with index.mirror.running(kv):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def group_of(entry: BoardEntry) -> GroupKey:
@@ -207,15 +170,13 @@ def group_of(entry: BoardEntry) -> GroupKey:
     return SELF_REPORTED
 
 
-def _decode(found: KeyValue.Entry) -> BoardEntry | None:
-    """The entry of a watched key; None for a deletion (and for a value that is no entry, which is logged: one bad
-    entry must not stop every board)."""
-    if found.operation in ("DEL", "PURGE") or not found.value:
-        return None
+def _decode(key: str, value: bytes) -> BoardEntry | None:
+    """The entry of a watched key; None for a value that is no entry, which is logged: one bad entry must not stop
+    every board."""
     try:
-        return BoardEntry.model_validate_json(found.value)
+        return BoardEntry.model_validate_json(value)
     except ValueError as exc:
-        log.warning("leaderboard view: %s is no board entry (%s); left out", found.key, exc)
+        log.warning("leaderboard view: %s is no board entry (%s); left out", key, exc)
         return None
 
 
