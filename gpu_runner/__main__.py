@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from gpu_runner.disk import sweep_volumes
 from gpu_runner.execute import host_limits
 from gpu_runner.sandbox import SandboxUnavailable, check_sandbox
 from gpu_runner.service import run
@@ -27,7 +26,7 @@ async def start(settings: RunnerSettings, *, stop: asyncio.Event) -> None:
 
 
 def prepare_host(settings: RunnerSettings) -> None:
-    """Refuse to start without the sandbox (unless allowed), say which limits hold, sweep old job volumes."""
+    """Refuse to start without the sandbox (unless allowed), say which limits hold (leftovers: service.run)."""
     if settings.mlflow_password is not None:  # MLflow runs with basic auth: runs are logged as this account
         export_client_credentials(settings.mlflow_username, settings.mlflow_password.get_secret_value())
     try:
@@ -40,8 +39,6 @@ def prepare_host(settings: RunnerSettings) -> None:
         log.warning("!" * 100)
     else:
         log.info("jobs run sandboxed (bwrap, uid %d, hidden: %s)", sandbox.uid, ", ".join(map(str, sandbox.hidden)))
-    if swept := sweep_volumes(settings):
-        log.info("removed %d job volumes left by an earlier run", swept)
     enforced, missing = host_limits(settings)
     for line in enforced:
         log.info("limits: %s", line)

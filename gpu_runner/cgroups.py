@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import logging
 import os
 import signal
@@ -24,7 +25,16 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CgroupHost", "JobCgroup", "Unavailable", "host_cgroups", "probe_cgroups"]
+__all__ = [
+    "CgroupHost",
+    "JobCgroup",
+    "Unavailable",
+    "host_cgroups",
+    "owned_groups",
+    "owner_tag",
+    "probe_cgroups",
+    "remove_group",
+]
 
 log = logging.getLogger("gpu_runner")
 JOIN_SCRIPT = 'echo $$ > "$0" && exec "$@"'
@@ -135,13 +145,23 @@ def _try_v2(own: Path) -> CgroupHost | Unavailable:
     return CgroupHost(2, parent)
 
 
+def owner_tag(work_dir: Path) -> str:
+    """The runner's mark in its jobs' group names: several runners of a host share the parent group, and a
+    restarted runner removes only the groups of its own crashed jobs (gpu_runner/leftovers.py)."""
+    return hashlib.sha256(str(work_dir.resolve()).encode()).hexdigest()[:12]
+
+
+def owned_groups(host: CgroupHost, owner: str) -> list[Path]:
+    return sorted(host.parent.glob(f"{GROUP_PREFIX}{owner}-*"))
+
+
 class JobCgroup:
     """One job's group: created with its limit before the job starts, removed after it."""
 
-    def __init__(self, host: CgroupHost, limit_bytes: int) -> None:
+    def __init__(self, host: CgroupHost, limit_bytes: int, *, owner: str) -> None:
         self.host = host
         self.limit_bytes = limit_bytes
-        self.path = host.parent / f"{GROUP_PREFIX}{uuid.uuid4().hex[:12]}"
+        self.path = host.parent / f"{GROUP_PREFIX}{owner}-{uuid.uuid4().hex[:12]}"
 
     def create(self) -> JobCgroup:
         self.path.mkdir()
@@ -179,21 +199,26 @@ class JobCgroup:
             return None
 
     def remove(self) -> None:
-        """Kill whatever is left in the group (an unsandboxed job's detached children), then delete it."""
-        for _ in range(REMOVE_TRIES):
-            try:
-                pids = [int(p) for p in (self.path / "cgroup.procs").read_text().split()]
-            except FileNotFoundError:
-                return
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            try:
-                self.path.rmdir()
-                return
-            except OSError:  # busy until the killed processes are reaped
-                time.sleep(0.1)
-        log.warning("could not remove the job cgroup %s", self.path)
+        if not remove_group(self.path):
+            log.warning("could not remove the job cgroup %s", self.path)
+
+
+def remove_group(path: Path) -> bool:
+    """Kill whatever is left in a job's group (an unsandboxed job's detached children), then delete it."""
+    for _ in range(REMOVE_TRIES):
+        try:
+            pids = [int(p) for p in (path / "cgroup.procs").read_text().split()]
+        except FileNotFoundError:
+            return True
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        try:
+            path.rmdir()
+            return True
+        except OSError:  # busy until the killed processes are reaped
+            time.sleep(0.1)
+    return False
 
 
 @functools.cache

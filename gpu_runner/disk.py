@@ -31,10 +31,13 @@ __all__ = [
     "JobDisk",
     "LoopVolume",
     "WatchedDirs",
+    "detach_loop",
     "disk_method",
     "is_disk_full_error",
+    "loop_devices",
     "open_workspace",
-    "sweep_volumes",
+    "unmount",
+    "volumes_dir",
 ]
 
 log = logging.getLogger("gpu_runner")
@@ -86,23 +89,18 @@ def is_disk_full_error(exc: BaseException) -> bool:
 
 def open_workspace(settings: RunnerSettings, root: Path, limit_bytes: int) -> tuple[Workspace, JobDisk]:
     """A fresh workspace at `root` whose working, output and temporary dirs hold at most `limit_bytes`."""
-    _unmount(root)  # left by a runner that crashed mid-job
+    unmount(root)  # left by a runner that crashed mid-job
     workspace = Workspace(root).create()
     method, _ = disk_method(settings)
     if method == "watch":
         return workspace, WatchedDirs(workspace, limit_bytes, settings.job_disk_poll_s)
-    image = settings.work_dir.resolve() / ".volumes" / f"{root.name}.img"
+    image = volumes_dir(settings) / f"{root.name}.img"
     return workspace, LoopVolume.mount(workspace, image, limit_bytes, settings.max_log_bytes)
 
 
-def sweep_volumes(settings: RunnerSettings) -> int:
-    """At start: unmount and delete the volumes a crashed run of this runner left (its own work_dir only)."""
-    work_root = settings.work_dir.resolve()
-    images = sorted((work_root / ".volumes").glob("*.img"))
-    for image in images:
-        _unmount(work_root / image.stem)
-        image.unlink(missing_ok=True)
-    return len(images)
+def volumes_dir(settings: RunnerSettings) -> Path:
+    """Where the `loop` method keeps each job's image, `<submission_id>.img` (gpu_runner/leftovers.py sweeps it)."""
+    return settings.work_dir.resolve() / ".volumes"
 
 
 @dataclass
@@ -141,7 +139,7 @@ class LoopVolume:
         return  # the kernel enforces it
 
     def release(self, *, keep: bool) -> None:
-        _unmount(self.workspace.root)
+        unmount(self.workspace.root)
         if keep:
             log.info("kept the job's volume %s (mount -o loop to look inside)", self.image)
             return
@@ -201,11 +199,23 @@ def _free_blocks(image: Path) -> tuple[int, int]:
         raise RuntimeError(f"dumpe2fs did not report the block counts of {image}") from exc
 
 
-def _unmount(root: Path) -> None:
+def unmount(root: Path) -> None:
     while os.path.ismount(root):  # a crashed runner may have left one (or, in theory, several)
         done = subprocess.run(["umount", "-l", str(root)], capture_output=True, text=True, timeout=TOOL_TIMEOUT_S)
         if done.returncode != 0:
             raise RuntimeError(f"umount {root} failed: {done.stderr.strip()}")
+
+
+def loop_devices(image: Path) -> list[str]:
+    """The loop devices still backed by `image` (`mount -o loop` frees its own at the unmount)."""
+    if shutil.which("losetup") is None:  # no loop devices without it either
+        return []
+    # Lines like `/dev/loop3: []: (/path/to/image)`.
+    return [line.split(":", 1)[0] for line in _run("losetup", "-j", str(image)).splitlines() if line.strip()]
+
+
+def detach_loop(device: str) -> None:
+    _run("losetup", "-d", device)
 
 
 def _run(*argv: str) -> str:

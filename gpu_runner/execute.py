@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gpu_runner.cgroups import CgroupHost, JobCgroup, host_cgroups
+from gpu_runner.cgroups import CgroupHost, JobCgroup, host_cgroups, owner_tag
 from gpu_runner.disk import JobDisk, disk_method
 from gpu_runner.sandbox import COMPAT_DIR, Bind, Limits, Sandbox
 from gpu_runner.settings import RunnerSettings
@@ -76,6 +76,8 @@ class JobLaunch:
     memory_bytes: int = 0
     """The whole job's memory (its cgroup); 0 or no `cgroups`: only the per-process RLIMIT_DATA."""
     cgroups: CgroupHost | None = None
+    cgroup_owner: str = "unowned"
+    """Marks the job's group as this runner's (cgroups.owner_tag), for the sweep after a crash."""
     disk: JobDisk | None = None
     """The job's disk limit on its workspace (None: only the per-file RLIMIT_FSIZE)."""
 
@@ -102,6 +104,7 @@ class JobLaunch:
             weights_cache=settings.weights_cache_dir.resolve() if settings.weights_cache_dir else None,
             memory_bytes=int((memory_gib or settings.job_memory_gib) * GIB),
             cgroups=cgroups if isinstance(cgroups, CgroupHost) else None,
+            cgroup_owner=owner_tag(settings.work_dir),
             disk=disk,
         )
 
@@ -170,7 +173,7 @@ async def run_entrypoint(
         argv = [*launch.limits.prlimit_argv(prlimit), *argv]
     group = None
     if launch.cgroups is not None and launch.memory_bytes > 0:
-        group = JobCgroup(launch.cgroups, launch.memory_bytes).create()
+        group = JobCgroup(launch.cgroups, launch.memory_bytes, owner=launch.cgroup_owner).create()
         argv = group.join_argv(argv)  # in the group before prlimit, bwrap or main.py run
     env = job_environment(
         workspace, python_executable=launch.python_executable, gpu=launch.gpu, weights_cache=launch.weights_cache

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from gpu_runner.benchmark import ScoringQueue
 from gpu_runner.job import JobOutcome, execute_job
+from gpu_runner.leftovers import owned_work_dir
 from gpu_runner.results import fit_record
 from gpu_runner.settings import RunnerSettings
 from leadersboard import nats_io
@@ -234,8 +235,12 @@ class Runner:
 
 
 async def run(settings: RunnerSettings, *, stop: asyncio.Event | None = None) -> None:
-    stop = stop or asyncio.Event()
-    settings.work_dir.mkdir(parents=True, exist_ok=True)
+    """Remove what crashed jobs of an earlier run left (gpu_runner/leftovers.py), then run jobs until `stop`."""
+    with owned_work_dir(settings):  # held for the runner's life: a second runner there sweeps nothing
+        await _run_jobs(settings, stop or asyncio.Event())
+
+
+async def _run_jobs(settings: RunnerSettings, stop: asyncio.Event) -> None:
     # MLflow's client reads its retry policy from the environment only (its default waits minutes per call).
     os.environ.update(client_environment(settings))
     nc = await nats_io.connect(settings, name=f"runner-{settings.runner_id}")

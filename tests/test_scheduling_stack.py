@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from gpu_runner.cgroups import CgroupHost, host_cgroups, owned_groups, owner_tag
 from leadersboard import nats_io
 from leadersboard.client import ApiError, Client
 from leadersboard.models.records import JobRecord, JobStatus
@@ -165,16 +166,39 @@ def test_sigterm_hands_the_job_back_to_another_runner(stack, admin, tmp_path: Pa
     assert record.runner != first_runner and record.attempts == 1
 
 
+def _runner_index(runner_id: str | None) -> int:
+    return int((runner_id or "").rsplit("-", 1)[-1])
+
+
 def _process_name(runner_id: str | None) -> str:
-    index = int((runner_id or "").rsplit("-", 1)[-1])
+    index = _runner_index(runner_id)
     return "runner" if index == 0 else f"runner-{index}"
 
 
 def _kill_runner_of(stack: Stack, client: Client, sid: str, *, attempt: int) -> None:
+    """SIGKILL the runner mid-job and restart it: its restart removes the job's disk (gpu_runner/leftovers.py)."""
     wait_until(lambda: running(client, sid, attempt), timeout_s=90, what=f"attempt {attempt} running")
-    name = _process_name(client.get(sid).runner)
+    runner_id = client.get(sid).runner
+    name = _process_name(runner_id)
+    work_dir = stack.data_dir / "runner" / str(_runner_index(runner_id))
+    workspace, image = work_dir / sid, work_dir / ".volumes" / f"{sid}.img"
+    wait_until(lambda: (workspace / "job.log").exists(), what="the job's workspace")
     stack.process(name).kill()
+    left = [path for path in (workspace, image) if path.exists()]
+    assert workspace in left
+    host = host_cgroups()
+    groups = owned_groups(host, owner_tag(work_dir)) if isinstance(host, CgroupHost) else []
+    log = stack.process(name).log_path
+    lines = [f"removed a leftover of an earlier run: {path}\n" for path in left]
+    before = [log.read_text().count(line) for line in lines]  # a runner killed twice logs each time
     stack.restart(name)
+
+    def removed() -> bool:
+        text = log.read_text()
+        return all(text.count(line) > n for line, n in zip(lines, before, strict=True))
+
+    wait_until(removed, what=f"{name} removing what the killed job left: {left}")
+    assert not any(group.exists() for group in groups)
 
 
 async def _jobs_published(stack: Stack) -> int:
