@@ -29,14 +29,13 @@
     S.list = first.concat(kept);
   }
 
-  async function refresh() {
-    if (!LB.state.token || S.loading) return;
+  /* One page of the caller's jobs: `apply` folds it into S.list; errors are shown, never thrown. */
+  async function load(query, apply) {
     S.loading = true;
     renderMeta();
     try {
-      merge((await LB.api("/submissions?limit=" + pageSize())).data);
+      apply((await LB.api("/submissions?limit=" + pageSize() + query)).data);
       S.error = null;
-      S.updatedAt = new Date();
       LB.jobsById = new Map(S.list.map((j) => [j.submission_id, j]));
     } catch (err) {
       S.error = LB.describeError(err);
@@ -46,24 +45,23 @@
     render();
     LB.emit("jobs", S.list);
   }
+
+  async function refresh() {
+    if (!LB.state.token || S.loading) return;
+    await load("", (data) => {
+      merge(data);
+      S.updatedAt = new Date();
+    });
+  }
   LB.refreshJobs = refresh;
 
   async function more() {
     if (!S.next || S.loading) return;
-    S.loading = true;
-    try {
-      const { data } = await LB.api("/submissions?limit=" + pageSize() + "&cursor=" + encodeURIComponent(S.next));
+    await load("&cursor=" + encodeURIComponent(S.next), (data) => {
       const known = new Set(S.list.map((j) => j.submission_id));
       S.list = S.list.concat((data.submissions || []).filter((j) => !known.has(j.submission_id)));
       S.next = data.next_cursor || null;
-      LB.jobsById = new Map(S.list.map((j) => [j.submission_id, j]));
-    } catch (err) {
-      S.error = LB.describeError(err);
-    } finally {
-      S.loading = false;
-    }
-    render();
-    LB.emit("jobs", S.list);
+    });
   }
 
   function schedule() {
