@@ -11,6 +11,11 @@ it: every `retention_sweep_interval_s` in the background of each ingest, and at 
 2. deletes the blobs no submission uses any more that were written more than `abandoned_upload_s` ago (a
    deletion keeps them all while one of the user's submissions is being uploaded);
 3. aborts the multipart uploads begun more than `abandoned_upload_s` ago (a closed browser tab, a killed client).
+4. deletes what no record accounts for once nothing under it was written for `orphan_upload_grace_s`: the files of
+   submissions whose manifest never came (`submissions/<user>/<id>/` with no manifest, no record and no issued
+   note: the client gave up), and results of submissions without a record (a late scorer or rescore writing
+   `results/<user>/<id>/` after the submission's deletion). The grace outlasts the upload URLs, so nothing deleted
+   can still be completed by a client.
 
 Each step is idempotent: a submission whose deletion fails is reported and tried again on the next pass.
 """
@@ -29,7 +34,14 @@ from nats.js.kv import KeyValue
 from ingest.auth import caller_of
 from ingest.context import SERVICES, Services, admin_only, parse_body, services
 from ingest.deletion import blobs_in_use, delete_files, delete_submission
-from ingest.store_ops import abort_stale_uploads, delete_keys, objects_under, usage
+from ingest.store_ops import (
+    abort_stale_uploads,
+    delete_keys,
+    keys_if_all_before,
+    objects_under,
+    submission_dirs,
+    usage,
+)
 from leadersboard import keys
 from leadersboard.models.base import utcnow
 from leadersboard.models.housekeeping import RetentionPolicy, SweepReport
@@ -122,7 +134,8 @@ async def sweep(svc: Services, store: RetentionStore, *, now: datetime | None = 
     now = now or utcnow()
     policy = await store.get()
     report = SweepReport()
-    for record in await svc.jobs.list_records(None):
+    records = await svc.jobs.list_records(None)
+    for record in records:
         try:
             await _expire(svc, policy, record, now, report)
         except Exception as exc:  # this submission only; the others go on, the next pass tries it again
@@ -132,6 +145,8 @@ async def sweep(svc: Services, store: RetentionStore, *, now: datetime | None = 
     report.uploads_aborted = await asyncio.to_thread(
         abort_stale_uploads, svc.s3, svc.settings.bucket, started_before=now - _abandoned(svc)
     )
+    grace = timedelta(seconds=svc.settings.orphan_upload_grace_s)
+    await _collect_orphans(svc, {(r.user, r.submission_id) for r in records}, report, before=now - grace)
     return report
 
 
@@ -180,3 +195,44 @@ async def _collect_blobs(svc: Services, *, before: datetime) -> int:
         unused = [key for key in stored if key not in in_use and key.startswith(keys.blob_key(user, ""))]
         deleted += await asyncio.to_thread(delete_keys, svc.s3, bucket, unused)
     return deleted
+
+
+async def _collect_orphans(
+    svc: Services, recorded: set[tuple[str, str]], report: SweepReport, *, before: datetime
+) -> None:
+    """Step 4 (the module's docstring): `recorded` are the submissions with a record when the pass began; one
+    created since is looked up again before anything of it goes."""
+    kept = recorded | {(note.user, note.submission_id) for note in await svc.issued.older_than(0)}
+    for area in ("submissions", "results"):
+        for orphan in await asyncio.to_thread(submission_dirs, svc.s3, svc.settings.bucket, area):
+            if (orphan.user, orphan.submission_id) in kept:
+                continue
+            try:
+                deleted = await _delete_orphan(svc, area, orphan, before=before)
+            except Exception as exc:  # this prefix only; the next pass tries it again
+                log.warning("deleting orphan %s/%s/%s failed: %r", area, orphan.user, orphan.submission_id, exc)
+                report.failures.append(
+                    f"{area}/{orphan.user}/{orphan.submission_id}/: {getattr(exc, 'message', None) or exc!r}"
+                )
+                continue
+            if deleted:
+                report.objects_deleted += deleted
+                if area == "submissions":
+                    report.abandoned_submissions_deleted += 1
+                else:
+                    report.orphan_results_deleted += 1
+
+
+async def _delete_orphan(svc: Services, area: str, orphan: keys.SubmissionDir, *, before: datetime) -> int:
+    """Delete the prefix if all of it was written before `before`, it holds no manifest and the submission still
+    has no record; how many objects went."""
+    user, sid = orphan.user, orphan.submission_id
+    bucket, s3 = svc.settings.bucket, svc.s3
+    if area == "submissions":
+        prefix, manifest = keys.submission_prefix(user, sid), keys.manifest_key(user, sid)
+    else:
+        prefix, manifest = keys.results_prefix(user, sid), None
+    doomed = await asyncio.to_thread(keys_if_all_before, s3, bucket, prefix, before=before, unless=manifest)
+    if not doomed or await svc.jobs.get(user, sid) is not None:
+        return 0
+    return await asyncio.to_thread(delete_keys, s3, bucket, doomed)

@@ -56,14 +56,19 @@ class IngestSettings(NatsSettings, S3Settings, SigningSettings):
     abandoned_upload_s: float = Field(default=24 * 3600.0, gt=0)
     """Multipart uploads begun longer ago, and blobs no submission uses written longer ago, are removed by the
     sweep. Longer than `presign_expiry_s`, so that no upload still allowed is cut short."""
+    orphan_upload_grace_s: float = Field(default=24 * 3600.0, gt=0)
+    """The sweep deletes the files of a submission whose manifest never came, and results written for a submission
+    that has no record (a late write after its deletion), once nothing under them was written for this long.
+    Longer than `presign_expiry_s`: a client may still upload until then."""
     replicate_cache_mb: int = Field(default=64, ge=1)
     """Memory for the bootstrap replicates of the rows verified boards show (ingest/replicates.py)."""
     cors_origins: list[str] = ["*"]
 
     @model_validator(mode="after")
     def _uploads_end_before_abandoned(self) -> IngestSettings:
-        if self.abandoned_upload_s <= self.presign_expiry_s:
-            raise ValueError("abandoned_upload_s: must be longer than presign_expiry_s (uploads still allowed)")
+        for name in ("abandoned_upload_s", "orphan_upload_grace_s"):
+            if getattr(self, name) <= self.presign_expiry_s:
+                raise ValueError(f"{name}: must be longer than presign_expiry_s (uploads still allowed)")
         return self
 
     @model_validator(mode="after")

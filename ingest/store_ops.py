@@ -18,18 +18,23 @@ from leadersboard.s3 import S3Client, error_code
 
 __all__ = [
     "DELETE_BATCH",
+    "LIST_PAGE",
     "StoredObject",
     "abort_stale_uploads",
     "blob_keys",
     "delete_keys",
     "delete_prefix",
+    "keys_if_all_before",
     "objects_under",
+    "submission_dirs",
     "usage",
     "user_blobs",
 ]
 
 DELETE_BATCH = 1000
 """Keys in one DeleteObjects request (S3's limit)."""
+LIST_PAGE = 1000
+"""Entries in one ListObjectsV2 answer (S3's limit): a listing holds one page in memory at a time."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,38 @@ def objects_under(s3: S3Client, bucket: str, prefix: str) -> Iterator[StoredObje
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Contents", []):
             yield StoredObject(item["Key"], int(item["Size"]), item["LastModified"])
+
+
+def submission_dirs(s3: S3Client, bucket: str, area: str) -> list[keys.SubmissionDir]:
+    """Every `<area>/<user>/<id>/` in the store (area: `submissions` or `results`), listed a level at a time: one
+    entry per user, then per submission, never one per file."""
+    found = (
+        keys.parse_submission_dir(prefix)
+        for user in _folders(s3, bucket, f"{area}/")
+        for prefix in _folders(s3, bucket, user)
+    )
+    return [submission for submission in found if submission is not None]
+
+
+def _folders(s3: S3Client, bucket: str, prefix: str) -> Iterator[str]:
+    pages = s3.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=prefix, Delimiter="/", PaginationConfig={"PageSize": LIST_PAGE}
+    )
+    for page in pages:
+        yield from (common["Prefix"] for common in page.get("CommonPrefixes", []))
+
+
+def keys_if_all_before(
+    s3: S3Client, bucket: str, prefix: str, *, before: datetime, unless: str | None = None
+) -> list[str]:
+    """The keys under `prefix` if every one was written before `before` and none is `unless`; else [] (the
+    listing stops at the first object that keeps the prefix)."""
+    found = []
+    for stored in objects_under(s3, bucket, prefix):
+        if stored.modified >= before or stored.key == unless:
+            return []
+        found.append(stored.key)
+    return found
 
 
 def delete_keys(s3: S3Client, bucket: str, keys_: Iterable[str]) -> int:

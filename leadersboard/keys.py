@@ -17,6 +17,7 @@ __all__ = [
     "SUBMISSION_ID_PATTERN",
     "USER_NAME_PATTERN",
     "ManifestKey",
+    "SubmissionDir",
     "benchmark_public_key",
     "benchmark_reference_key",
     "blob_key",
@@ -32,6 +33,7 @@ __all__ = [
     "manifest_key",
     "new_submission_id",
     "parse_manifest_key",
+    "parse_submission_dir",
     "predictions_prefix",
     "replicates_key",
     "result_key",
@@ -47,6 +49,9 @@ _USER_NAME = re.compile(USER_NAME_PATTERN)
 _SUBMISSION_ID = re.compile(SUBMISSION_ID_PATTERN)
 _MANIFEST_KEY = re.compile(
     rf"^submissions/(?P<user>{USER_NAME_PATTERN[1:-1]})/(?P<id>{SUBMISSION_ID_PATTERN[1:-1]})/manifest\.json$"
+)
+_SUBMISSION_DIR = re.compile(  # what submission_prefix and results_prefix make
+    rf"^(?:submissions|results)/(?P<user>{USER_NAME_PATTERN[1:-1]})/(?P<id>{SUBMISSION_ID_PATTERN[1:-1]})/$"
 )
 
 
@@ -115,6 +120,21 @@ def parse_manifest_key(key: str) -> ManifestKey | None:
     if match is None:
         return None
     return ManifestKey(user=match["user"], submission_id=match["id"])
+
+
+@dataclass(frozen=True)
+class SubmissionDir:
+    user: str
+    submission_id: str
+
+
+def parse_submission_dir(prefix: str) -> SubmissionDir | None:
+    """The user and id of a submission's own prefix (`submission_prefix`, `results_prefix`), or None for any
+    other (a stray object's folder the sweep leaves alone)."""
+    match = _SUBMISSION_DIR.fullmatch(prefix)
+    if match is None:
+        return None
+    return SubmissionDir(user=match["user"], submission_id=match["id"])
 
 
 BENCHMARK_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"

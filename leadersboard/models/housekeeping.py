@@ -59,10 +59,16 @@ class SweepReport(StrictModel):
     submissions_deleted: list[str] = Field(default_factory=list)
     """Submissions deleted whole (`results_days`)."""
     objects_deleted: int = 0
+    """Objects of the submissions above and of the abandoned submissions and orphan results below (the unused blobs
+    are counted apart)."""
     uploads_aborted: int = 0
     """Multipart uploads older than `stale_upload_s` that nobody completed."""
     orphan_blobs_deleted: int = 0
     """Blobs no submission uses any more (left by a deletion while one of the user's uploads was in progress)."""
+    abandoned_submissions_deleted: int = 0
+    """Submissions whose manifest never came (a client gave up): their uploaded files, after `orphan_upload_grace_s`."""
+    orphan_results_deleted: int = 0
+    """Results of submissions without a record (written after the submission's deletion, by a late scorer)."""
     failures: list[str] = Field(default_factory=list)
     """Submissions the pass could not finish (tried again on the next pass), with the reason."""
 
