@@ -58,10 +58,8 @@ from leadersboard.upload import (
     HashCache,
     Progress,
     RetryPolicy,
-    StoreError,
     Uploader,
     UploadStats,
-    cache_dir,
     file_hashes,
 )
 
@@ -106,13 +104,16 @@ class Client(HousekeepingCalls, BoardCalls):  # also: client_housekeeping.py (de
     """The API at `url` (e.g. `http://127.0.0.1:8000`) with a bearer `token`.
 
     `workers` threads upload multipart parts in parallel; `retry` governs retries of failed store requests;
-    `store_transport` replaces the HTTP transport used for the store (tests, proxies); `hash_cache` keeps the
-    sha256 of datasets between runs (default: `$XDG_CACHE_HOME/leadersboard/sha256.json`).
+    `store_transport` replaces the HTTP transport used for the store (tests, proxies); `cache_dir` keeps the sha256
+    of datasets (`sha256.json`) and a benchmark's packed parts between runs (the CLI gives
+    `$XDG_CACHE_HOME/leadersboard`; without it, they are kept in a temporary directory until `close`);
+    `hash_cache` replaces the sha256 cache.
     """
 
     def __init__(
         self, url: str, token: str, *, timeout_s: float = 30.0, workers: int = 8, retry: RetryPolicy | None = None,
         store_transport: httpx.BaseTransport | None = None, hash_cache: HashCache | None = None,
+        cache_dir: Path | None = None,
     ) -> None:  # fmt: skip
         self.url = api_url(url)
         self._http = httpx.Client(
@@ -125,10 +126,21 @@ class Client(HousekeepingCalls, BoardCalls):  # also: client_housekeeping.py (de
         self.workers = workers
         self.retry = retry or RetryPolicy()
         self.hash_cache = hash_cache
+        self.cache_dir = cache_dir
+        self._scratch: tempfile.TemporaryDirectory[str] | None = None
 
     def close(self) -> None:
         self._http.close()
         self._store.close()
+        if self._scratch is not None:
+            self._scratch.cleanup()
+
+    def _cache(self) -> Path:
+        """`cache_dir`, else a temporary directory of this client's (the library picks no place of its own)."""
+        if self.cache_dir is not None:
+            return self.cache_dir
+        self._scratch = self._scratch or tempfile.TemporaryDirectory(prefix="leadersboard-client-")
+        return Path(self._scratch.name)
 
     def __enter__(self) -> Client:
         return self
@@ -146,7 +158,7 @@ class Client(HousekeepingCalls, BoardCalls):  # also: client_housekeeping.py (de
 
     def hashes(self, files: Mapping[str, Path], progress: Progress | None = None) -> dict[str, str]:
         """sha256 of the files that are deduplicated (zips and large files), cached by (path, size, mtime)."""
-        self.hash_cache = self.hash_cache or HashCache()
+        self.hash_cache = self.hash_cache or HashCache(self._cache() / "sha256.json")
         return file_hashes(files, cache=self.hash_cache, progress=progress)
 
     def create_submission(
@@ -174,14 +186,11 @@ class Client(HousekeepingCalls, BoardCalls):  # also: client_housekeeping.py (de
     ) -> UploadStats:
         """Send every file straight to the store, then the manifest that starts the job."""
         uploader = Uploader(self._store, workers=self.workers, retry=self.retry, progress=progress)
-        try:
-            stats = uploader.upload_all(created.uploads, files)
-            manifest = created.manifest
-            body = (manifest.body or "").encode()
-            headers = {**manifest.headers, "Content-Length": str(len(body))}
-            uploader.send("PUT", manifest.url, headers, lambda _n: iter([body]), "manifest.json", stats, track=False)
-        except StoreError as exc:
-            raise ApiError(exc.status, "upload_failed", exc.message) from exc
+        stats = uploader.upload_all(created.uploads, files)  # its failures: client_errors' typed exceptions
+        manifest = created.manifest
+        body = (manifest.body or "").encode()
+        headers = {**manifest.headers, "Content-Length": str(len(body))}
+        uploader.send("PUT", manifest.url, headers, lambda _n: iter([body]), "manifest.json", stats, track=False)
         return stats
 
     def submit(
@@ -330,12 +339,12 @@ class Client(HousekeepingCalls, BoardCalls):  # also: client_housekeeping.py (de
         """Register the benchmark at `path` (a directory or zip) as a new version of `name` (admin token): split it,
         pack its two parts, upload them, mark the version ready.
 
-        Resumable: the packed parts stay in the cache (`$XDG_CACHE_HOME/leadersboard/benchmarks/`) until the
-        version is ready, so running it again on the same unchanged source uploads only what is missing. Once ready,
-        adding the same source again makes the next version."""
+        Resumable: the packed parts stay in the cache (`<cache_dir>/benchmarks/`) until the version is ready, so
+        running it again on the same unchanged source uploads only what is missing. Once ready, adding the same
+        source again makes the next version."""
         step = on_step or (lambda _text: None)
         about = About(description=description, license=license, test_labels_public=test_labels_public)
-        staging = staging_dir(cache_dir(), name, Path(path))
+        staging = staging_dir(self._cache(), name, Path(path))
         packed, created = staged(staging), None
         if packed is not None:
             with contextlib.suppress(_VersionConflict):  # its version was taken meanwhile: start from the source
@@ -345,10 +354,7 @@ class Client(HousekeepingCalls, BoardCalls):  # also: client_housekeeping.py (de
             created = self._pack_and_register(name, Path(path), staging, about, step)
         files = {PUBLIC_ZIP: staging / PUBLIC_ZIP, REFERENCE_ZIP: staging / REFERENCE_ZIP}
         uploader = Uploader(self._store, workers=self.workers, retry=self.retry, progress=progress)
-        try:
-            stats = uploader.upload_all([created.public, created.reference], files)
-        except StoreError as exc:
-            raise ApiError(exc.status, "upload_failed", exc.message) from exc
+        stats = uploader.upload_all([created.public, created.reference], files)
         ready = self._call("POST", f"/admin/benchmarks/{name}/versions/{created.version}/ready").json()
         shutil.rmtree(staging, ignore_errors=True)
         return AddedBenchmark(BenchmarkView.model_validate(ready), created.resumed, stats)

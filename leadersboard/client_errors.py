@@ -13,6 +13,10 @@
 
 `api_url` checks an address once, `transport_errors` turns httpx's transport failures into these, `checked`
 turns an answer into the response or one of these: the client uses the three on every API call.
+
+Uploads to the store (leadersboard/upload.py) raise the same classes: a store out of reach is one of the
+`Unreachable` ones, a store's 4xx an `ApiError` (`.code`: S3's, e.g. AccessDenied), a 5xx kept after the retries a
+`ServerError`; their `hint` (given per instance) says what to do about the store, not the API.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from contextlib import contextmanager
 import httpx
 
 # The roots callers catch, and what the client calls; the tree's other classes are importable by name.
-__all__ = ["ApiError", "ClientError", "api_url", "checked", "transport_errors"]
+__all__ = ["ApiError", "ClientError", "api_url", "checked", "transport_error", "transport_errors"]
 
 _JSON_TYPES = ("application/json", "application/problem+json")
 _MAX_MESSAGE_CHARS = 1000
@@ -34,6 +38,11 @@ _MAX_MESSAGE_CHARS = 1000
 
 class ClientError(Exception):
     hint = "check the API address (--url, LEADERSBOARD_URL or `leadersboard login`)"
+
+    def __init__(self, *args: object, hint: str | None = None) -> None:
+        super().__init__(*args)
+        if hint is not None:  # the class's hint is about the API; the store's failures say what to do instead
+            self.hint = hint
 
 
 class BadUrl(ClientError):
@@ -69,8 +78,10 @@ class ApiError(ClientError):
 
     hint = ""
 
-    def __init__(self, status: int, code: str, message: str, retry_after_s: float | None = None) -> None:
-        super().__init__(f"{status} {code}: {message}")
+    def __init__(
+        self, status: int, code: str, message: str, retry_after_s: float | None = None, *, hint: str | None = None
+    ) -> None:
+        super().__init__(f"{status} {code}: {message}", hint=hint)
         self.status = status
         self.code = code
         self.message = message
@@ -100,14 +111,19 @@ def transport_errors(url: str) -> Iterator[None]:
     """Turn httpx's failures to get an answer from `url` into the typed exceptions."""
     try:
         yield
-    except httpx.TimeoutException as exc:
-        raise TimedOut(f"{url} did not answer in time ({type(exc).__name__})") from exc
-    except httpx.UnsupportedProtocol as exc:
-        raise BadUrl(f"the API address {url!r} is not an http:// or https:// URL") from exc
-    except httpx.TransportError as exc:
-        raise _unreachable(url, exc) from exc
-    except httpx.InvalidURL as exc:
-        raise BadUrl(f"a request to {url} has an invalid URL ({exc})") from exc
+    except (httpx.TransportError, httpx.InvalidURL) as exc:
+        raise transport_error(url, exc) from exc
+
+
+def transport_error(url: str, exc: httpx.TransportError | httpx.InvalidURL) -> ClientError:
+    """The typed exception for httpx's failure `exc` to get an answer from `url` (the API or the store)."""
+    if isinstance(exc, httpx.TimeoutException):
+        return TimedOut(f"{url} did not answer in time ({type(exc).__name__})")
+    if isinstance(exc, httpx.UnsupportedProtocol):
+        return BadUrl(f"the address {url!r} is not an http:// or https:// URL")
+    if isinstance(exc, httpx.InvalidURL):
+        return BadUrl(f"a request to {url} has an invalid URL ({exc})")
+    return _unreachable(url, exc)
 
 
 def _unreachable(url: str, exc: httpx.TransportError) -> Unreachable:

@@ -5,8 +5,13 @@
   backoff when it fails, then the CompleteMultipartUpload XML POSTed to the presigned complete URL;
 - a `present` item: nothing to send, the user's blob with that sha256 is already in the store.
 
-The sha256 of large files and zips (what ingest deduplicates on) is cached by (path, size, mtime) in
-`$XDG_CACHE_HOME/leadersboard/sha256.json`, so resubmitting an unchanged dataset costs no hashing.
+Failures are leadersboard.client_errors' typed exceptions, each naming the file and saying what to do: a store
+out of reach is `Unreachable` (its subclasses), retried; a 4xx an `ApiError` with S3's code (never retried: an
+expired URL or a wrong checksum stays so); a 5xx a `ServerError` once `RetryPolicy.attempts` tries failed.
+
+The sha256 of large files and zips (what ingest deduplicates on) is cached by (path, size, mtime) in a JSON file
+the caller names (the CLI: `$XDG_CACHE_HOME/leadersboard/sha256.json`), so resubmitting an unchanged dataset costs
+no hashing.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -26,6 +32,17 @@ from xml.sax.saxutils import escape
 
 import httpx
 
+from leadersboard.client_errors import (
+    ApiError,
+    BadUrl,
+    ClientError,
+    ConnectionRefused,
+    ServerError,
+    TimedOut,
+    TlsFailed,
+    UnknownHost,
+    transport_error,
+)
 from leadersboard.models.api import MultipartUpload, PresentFile, PresignedRequest, UploadItem, UploadPart
 
 __all__ = [
@@ -33,10 +50,8 @@ __all__ = [
     "HashCache",
     "Progress",
     "RetryPolicy",
-    "StoreError",
     "UploadStats",
     "Uploader",
-    "cache_dir",
     "file_hashes",
     "wants_hash",
 ]
@@ -46,21 +61,37 @@ Progress = Callable[[str, int], None]
 
 HASH_MIN_BYTES = 16 * 1024**2
 CHUNK_BYTES = 1024 * 1024
-_RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
 
-
-class StoreError(Exception):
-    """The store refused an upload (expired or tampered URL, wrong size or checksum) or kept failing."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"{status}: {message}")
-        self.status = status
-        self.message = message
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "leadersboard"
+# What the store's refusals mean and what to do, by S3 error code (then by status): the one home of these texts.
+_EXPIRED = ("its presigned upload URL has expired or is not valid", "submit again: a new submission gets new URLs")
+_CHANGED = "submit again once the file no longer changes (its sha256 is computed anew)"
+_TOO_LARGE = (
+    "it is larger than the store takes in one request",
+    "tell the platform's administrators: the store, or a proxy in front of it (nginx: client_max_body_size), "
+    "limits the size of a request",
+)
+_REFUSALS: dict[str | int, tuple[str, str]] = {
+    "AccessDenied": _EXPIRED,
+    "SignatureDoesNotMatch": _EXPIRED,
+    403: _EXPIRED,
+    "BadDigest": ("its content does not match the sha256 declared for it: it changed while being uploaded", _CHANGED),
+    "EntityTooLarge": _TOO_LARGE,
+    413: _TOO_LARGE,
+    "NoSuchUpload": ("its multipart upload was aborted (it took too long, or was cancelled)", "submit again"),
+}
+_REFUSED_HINT = "submit again; if the store refuses again, tell the platform's administrators"
+_RETRYABLE_CODES = frozenset({"InternalError", "ServiceUnavailable", "SlowDown"})
+"""Codes of an error a 200 may carry (a CompleteMultipartUpload's): transient, as any 5xx is."""
+_PERMANENT_TRANSPORT: tuple[type[ClientError], ...] = (TlsFailed, BadUrl)
+_CHECK_PUBLIC_URL = "tell the administrators to check LB_INGEST_S3_PUBLIC_URL (the store address the API hands out)"
+_UNREACHABLE_HINTS: dict[type[ClientError], str] = {
+    ConnectionRefused: f"start the store (`leadersboard up` locally); if it runs, {_CHECK_PUBLIC_URL}",
+    UnknownHost: f"check this machine's network and DNS; if they work, {_CHECK_PUBLIC_URL}",
+    TimedOut: "the store or the network is overloaded: try again later, or raise LEADERSBOARD_TIMEOUT_S",
+    TlsFailed: f"the store's certificate is not trusted here, or its address is https for a plain-HTTP port: "
+    f"{_CHECK_PUBLIC_URL}",
+}
+_UNREACHABLE_HINT = f"check this machine's network and that the store runs; then {_CHECK_PUBLIC_URL}"
 
 
 def wants_hash(path: Path, size: int, min_bytes: int = HASH_MIN_BYTES) -> bool:
@@ -71,8 +102,8 @@ def wants_hash(path: Path, size: int, min_bytes: int = HASH_MIN_BYTES) -> bool:
 class HashCache:
     """sha256 of local files by (absolute path, size, mtime_ns), in a small JSON file."""
 
-    def __init__(self, path: Path | None = None) -> None:
-        self.path = path or cache_dir() / "sha256.json"
+    def __init__(self, path: Path) -> None:
+        self.path = path
         self._entries: dict[str, dict[str, object]] = {}
         self._dirty = False
         with contextlib.suppress(OSError, ValueError):
@@ -115,11 +146,10 @@ def _sha256(path: Path, name: str, progress: Progress | None) -> str:
 
 
 def file_hashes(
-    files: Mapping[str, Path], *, min_bytes: int = HASH_MIN_BYTES, cache: HashCache | None = None,
+    files: Mapping[str, Path], *, cache: HashCache, min_bytes: int = HASH_MIN_BYTES,
     progress: Progress | None = None,
 ) -> dict[str, str]:  # fmt: skip
     """Submission path -> sha256 for the files worth deduplicating (see `wants_hash`)."""
-    cache = cache or HashCache()
     hashes = {}
     for name, path in files.items():
         if wants_hash(path, path.stat().st_size, min_bytes):
@@ -207,7 +237,10 @@ class Uploader:
         )
         etag = response.headers.get("ETag")
         if not etag:
-            raise StoreError(response.status_code, f"the store gave no ETag for part {part.part_number} of {item.path}")
+            raise ClientError(
+                f"the store answered part {part.part_number} of {item.path} without an ETag",
+                hint="tell the platform's administrators (a proxy in front of the store drops the ETag header?)",
+            )
         return str(etag)
 
     def _complete(self, item: MultipartUpload, etags: list[str], stats: UploadStats) -> None:
@@ -223,7 +256,8 @@ class Uploader:
         self, method: str, url: str, headers: dict[str, str], body: Callable[[Callable[[int], None]], Iterator[bytes]],
         name: str, stats: UploadStats, *, track: bool = True,
     ) -> httpx.Response:  # fmt: skip
-        """One request with retries; a failed attempt's progress is taken back before the next one."""
+        """One request with bounded retries (transient failures only); a failed attempt's progress is taken back
+        before the next one. Raises the typed failure of the last attempt."""
         for attempt in range(1, self.retry.attempts + 1):
             sent = 0
 
@@ -234,34 +268,72 @@ class Uploader:
                 if track and self.progress is not None:
                     self.progress(name, n)
 
-            failure: str
+            failure: ClientError
+            cause: Exception | None = None
             try:
                 response = self.http.request(method, url, content=body(count), headers=headers)
-            except httpx.TransportError as exc:
-                failure = f"{type(exc).__name__}: {exc}"
+            except (httpx.TransportError, httpx.InvalidURL) as exc:
+                failure, cause = _out_of_reach(url, name, exc, attempt), exc
+                retryable = not isinstance(failure, _PERMANENT_TRANSPORT)
             else:
-                problem = _failure(response)
-                if problem is None:
+                answered = _store_error(response, name, attempt)
+                if answered is None:
                     return response
-                if response.status_code not in _RETRYABLE_STATUS and "InternalError" not in problem:
-                    raise StoreError(response.status_code, f"the store refused {name}: {problem}")
-                failure = f"{response.status_code} {problem}"
+                failure, retryable = answered, isinstance(answered, ServerError)
             if track and self.progress is not None and sent:
                 self.progress(name, -sent)
-            if attempt == self.retry.attempts:
-                raise StoreError(0, f"{name}: giving up after {attempt} attempts; last error: {failure}")
+            if not retryable or attempt == self.retry.attempts:
+                raise failure from cause
             stats.add(retries=1)
             time.sleep(self.retry.delay_s(attempt))
         raise AssertionError("unreachable")
 
 
-def _failure(response: httpx.Response) -> str | None:
-    """None for success. S3 may answer a CompleteMultipartUpload with 200 and an <Error> body."""
-    if response.status_code >= 300:
-        return response.text[:300] or response.reason_phrase
-    if b"<Error>" in response.content[:512]:
-        return response.text[:300]
-    return None
+def _out_of_reach(url: str, name: str, exc: httpx.TransportError | httpx.InvalidURL, attempts: int) -> ClientError:
+    """The typed transport failure (leadersboard.client_errors' rule), naming the file, with the store's hint."""
+    origin = _origin(url)
+    error = transport_error(origin, exc)
+    hint = next((_UNREACHABLE_HINTS[k] for k in type(error).__mro__ if k in _UNREACHABLE_HINTS), _UNREACHABLE_HINT)
+    tries = f" ({attempts} attempts)" if attempts > 1 else ""
+    return type(error)(f"uploading {name} to the store failed{tries}: {error}", hint=hint)
+
+
+def _origin(url: str) -> str:
+    """scheme://host:port of a presigned URL: its query is a credential, and too long for a message anyway."""
+    with contextlib.suppress(httpx.InvalidURL, ValueError):
+        parsed = httpx.URL(url)
+        return f"{parsed.scheme}://{parsed.netloc.decode()}"
+    return "the store"
+
+
+def _store_error(response: httpx.Response, name: str, attempts: int) -> ApiError | None:
+    """None for success; a 5xx (or a 200 carrying a transient <Error>, as a CompleteMultipartUpload may) is a
+    ServerError (retried); any other error answer, a 4xx above all, an ApiError saying what it means (permanent)."""
+    status = response.status_code
+    if status < 300 and b"<Error>" not in response.content[:512]:
+        return None
+    code, said = _s3_error(response)
+    if status >= 500 or (status < 400 and code in _RETRYABLE_CODES):  # never a 4xx: it would be refused again
+        tries = f" on each of {attempts} attempts" if attempts > 1 else ""
+        return ServerError(status, code, f"the store failed to take {name}{tries}: {said}")
+    meaning, hint = _REFUSALS.get(code) or _REFUSALS.get(status) or ("", _REFUSED_HINT)
+    return ApiError(status, code, f"the store refused {name}" + (f": {meaning}" if meaning else "") + f" ({said})",
+                    hint=hint)  # fmt: skip
+
+
+def _s3_error(response: httpx.Response) -> tuple[str, str]:
+    """S3's error code and message from an `<Error>` body; else the reason phrase and the start of the body (a
+    proxy's page), on one line."""
+    text = response.text[:2000]
+    code, message = _XML_CODE.search(text), _XML_MESSAGE.search(text)
+    if code:
+        return code.group(1).strip(), " ".join((message.group(1) if message else code.group(1)).split())[:300]
+    reason = response.reason_phrase or "http_error"
+    return reason, " ".join(re.sub(r"<[^>]*>", " ", text).split())[:200] or reason
+
+
+_XML_CODE = re.compile(r"<Code>([^<]{1,100})</Code>")
+_XML_MESSAGE = re.compile(r"<Message>([^<]{0,1000})</Message>")
 
 
 def _read(path: Path, offset: int, length: int, name: str, count: Callable[[int], None]) -> Iterator[bytes]:
@@ -271,7 +343,7 @@ def _read(path: Path, offset: int, length: int, name: str, count: Callable[[int]
         while remaining > 0:
             chunk = handle.read(min(CHUNK_BYTES, remaining))
             if not chunk:
-                raise StoreError(0, f"{name} shrank while it was being uploaded")
+                raise ClientError(f"{name} shrank while it was being uploaded", hint=_CHANGED)
             remaining -= len(chunk)
             count(len(chunk))
             yield chunk

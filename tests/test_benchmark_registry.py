@@ -130,12 +130,14 @@ async def test_register_list_and_add_again_as_a_new_version(
 
 
 async def test_an_interrupted_upload_resumes_the_same_version_and_sends_only_what_is_missing(
-    api: Api, alice: str, source: Path, reference_settings: S3Settings
+    api: Api, alice: str, source: Path, reference_settings: S3Settings, tmp_path: Path
 ) -> None:
     refusing = RefusingReference(reference_settings.reference_bucket)
-    with Client(api_url(api), ADMIN_TOKEN, store_transport=refusing) as client, pytest.raises(ApiError) as refused:
+    cache = tmp_path / "cache"  # where the packed parts wait between the two clients
+    interrupted = Client(api_url(api), ADMIN_TOKEN, store_transport=refusing, cache_dir=cache)
+    with interrupted as client, pytest.raises(ApiError) as refused:
         await asyncio.to_thread(client.add_benchmark, "synthetic", source)
-    assert refused.value.code == "upload_failed"
+    assert (refused.value.status, refused.value.code) == (403, "AccessDenied")  # the store's, never retried
 
     # An uploading version is listed nowhere, and cannot be marked ready without its reference part.
     listing = await api.get("/api/v1/benchmarks", params={"all": "true"}, headers=bearer(alice))
@@ -144,7 +146,7 @@ async def test_an_interrupted_upload_resumes_the_same_version_and_sends_only_wha
     assert early.status == 409
     assert (await early.json())["error"]["message"].startswith("reference: the reference part")
 
-    with Client(api_url(api), ADMIN_TOKEN) as client:
+    with Client(api_url(api), ADMIN_TOKEN, cache_dir=cache) as client:
         resumed = await asyncio.to_thread(client.add_benchmark, "synthetic", source)
     assert (resumed.benchmark.version, resumed.resumed) == (1, True)
     assert (resumed.stats.present, resumed.stats.uploaded) == (["public.zip"], ["reference.zip"])

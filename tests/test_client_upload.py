@@ -22,6 +22,7 @@ from pydantic import SecretStr
 from ingest.settings import IngestSettings
 from leadersboard import keys
 from leadersboard.client import ApiError, Client
+from leadersboard.client_errors import Unreachable
 from leadersboard.models.api import MultipartUpload, PresentFile, PresignedRequest
 from leadersboard.models.records import JobStatus
 from leadersboard.models.submission import Manifest
@@ -157,11 +158,10 @@ async def test_a_part_that_keeps_failing_gives_up_with_the_reason(api: Api, alic
         with Client(api_url(api), alice, store_transport=AlwaysFailing(), retry=retry) as client:
             client.upload(client.create_submission(files), files)
 
-    with pytest.raises(ApiError) as caught:
+    with pytest.raises(Unreachable) as caught:
         await asyncio.to_thread(run)
-    assert caught.value.code == "upload_failed"
-    assert "big.bin: giving up after 2 attempts" in caught.value.message
-    assert "store unreachable" in caught.value.message
+    assert str(caught.value).startswith("uploading big.bin to the store failed (2 attempts): no answer from http")
+    assert "store unreachable" in str(caught.value)
 
 
 async def test_a_dataset_already_uploaded_is_not_sent_again(
@@ -223,7 +223,7 @@ async def test_the_store_refuses_content_that_does_not_match_the_declared_sha256
 
     with pytest.raises(ApiError) as caught:
         await asyncio.to_thread(run)
-    assert caught.value.code == "upload_failed" and "data.zip" in caught.value.message
+    assert caught.value.code == "BadDigest" and "data.zip" in caught.value.message
     listed = s3.list_objects_v2(Bucket=s3_settings.bucket, Prefix="blobs/alice/")
     assert listed.get("KeyCount", 0) == 0
 

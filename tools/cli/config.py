@@ -1,5 +1,6 @@
 """Where the CLI finds the API and the token: flags, then `LEADERSBOARD_URL`/`LEADERSBOARD_TOKEN`, then the
-config file that `leadersboard login` writes (`$XDG_CONFIG_HOME/leadersboard/config.json`, mode 0600)."""
+config file that `leadersboard login` writes (`$XDG_CONFIG_HOME/leadersboard/config.json`, mode 0600). The
+environment is read by tools/cli/settings.py only."""
 
 from __future__ import annotations
 
@@ -11,20 +12,28 @@ from pathlib import Path
 
 from leadersboard.client import Client
 from tools.cli.failures import UsageError
-from tools.cli.settings import cli_settings
+from tools.cli.settings import ENV_PREFIX, CliSettings, cli_settings
 
-__all__ = ["DEFAULT_URL", "Connection", "client_for", "config_path", "connection", "load_config", "save_config"]
+__all__ = [
+    "DEFAULT_URL",
+    "Connection",
+    "client_for",
+    "config_path",
+    "connection",
+    "given_token",
+    "load_config",
+    "save_config",
+]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
-def config_path() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "leadersboard" / "config.json"
+def config_path(settings: CliSettings | None = None) -> Path:
+    return (settings or cli_settings()).config_file
 
 
-def load_config() -> dict[str, str]:
-    path = config_path()
+def load_config(settings: CliSettings | None = None) -> dict[str, str]:
+    path = config_path(settings)
     try:
         loaded = json.loads(path.read_text())
     except FileNotFoundError:
@@ -53,20 +62,26 @@ class Connection:
     token: str
     token_source: str
     timeout_s: float
+    cache_dir: Path
+
+
+def given_token(args: argparse.Namespace, settings: CliSettings) -> tuple[str, str]:
+    """(source, token) from --token, else LEADERSBOARD_TOKEN; ("", "") when neither is given."""
+    if token := getattr(args, "token", None):
+        return "--token", token
+    if settings.token is not None:  # never empty: an empty variable counts as unset
+        return f"{ENV_PREFIX}TOKEN", settings.token.get_secret_value()
+    return "", ""
 
 
 def connection(args: argparse.Namespace) -> Connection:
-    config = load_config()
-    timeout_s = cli_settings().timeout_s
-    url = getattr(args, "url", None) or os.environ.get("LEADERSBOARD_URL") or config.get("url") or DEFAULT_URL
-    for source, token in (
-        ("--token", getattr(args, "token", None)),
-        ("LEADERSBOARD_TOKEN", os.environ.get("LEADERSBOARD_TOKEN")),
-        (str(config_path()), config.get("token")),
-    ):
-        if token:
-            return Connection(url.rstrip("/"), token, source, timeout_s)
-    return Connection(url.rstrip("/"), "", "", timeout_s)
+    settings = cli_settings()
+    config = load_config(settings)
+    url = getattr(args, "url", None) or settings.url or config.get("url") or DEFAULT_URL
+    source, token = given_token(args, settings)
+    if not token and config.get("token"):
+        source, token = str(config_path(settings)), config["token"]
+    return Connection(url.rstrip("/"), token, source, settings.timeout_s, settings.cache_dir)
 
 
 def client_for(args: argparse.Namespace) -> Client:
@@ -76,4 +91,5 @@ def client_for(args: argparse.Namespace) -> Client:
             "no API token: run `leadersboard login`, pass --token or set LEADERSBOARD_TOKEN "
             "(ask an administrator for a token)"
         )
-    return Client(conn.url, conn.token, timeout_s=conn.timeout_s, workers=getattr(args, "workers", None) or 8)
+    workers = getattr(args, "workers", None) or 8
+    return Client(conn.url, conn.token, timeout_s=conn.timeout_s, workers=workers, cache_dir=conn.cache_dir)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.markup import escape
 
-from leadersboard.client_errors import ApiError, ClientError, ServerError
+from leadersboard.client_errors import ApiError, ClientError
 
 __all__ = ["EXPECTED", "UsageError", "failure_line"]
 
@@ -22,7 +22,7 @@ def failure_line(exc: Exception) -> str:
     if isinstance(exc, ApiError):
         where = f"[red]error {exc.status} ({escape(exc.code)})[/red]: {escape(exc.message)}"
         then = f"; retry after {exc.retry_after_s:.0f} s" if exc.retry_after_s else ""
-        return where + then + (f"; {exc.hint}" if isinstance(exc, ServerError) else "")
+        return where + then + (f"; {escape(exc.hint)}" if exc.hint else "")  # the API's own 4xx carry none
     if isinstance(exc, ClientError):
         return f"[red]error[/red]: {escape(str(exc))}; {escape(exc.hint)}"
     return f"[red]error[/red]: {escape(str(exc))}"

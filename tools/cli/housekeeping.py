@@ -8,9 +8,9 @@ from typing import Any
 from rich.table import Table
 
 from leadersboard.client_housekeeping import KEEP
-from leadersboard.models.housekeeping import MAX_RETENTION_DAYS, DeletionReport, RetentionPolicy
+from leadersboard.models.housekeeping import MAX_RETENTION_DAYS, DeletionReport, RetentionPolicy, UsageReport
 from tools.cli.config import client_for
-from tools.cli.output import console, err, human_bytes, print_json, when, write
+from tools.cli.output import console, err, human_bytes, json_or, print_json, when, write
 
 __all__ = ["add_admin_parsers", "add_parser"]
 
@@ -73,11 +73,7 @@ def add_admin_parsers(areas: Any, common: argparse.ArgumentParser) -> None:
 def cmd_delete(args: argparse.Namespace) -> int:
     with client_for(args) as client:
         report = client.delete(args.id)
-    if args.json:
-        print_json(report.model_dump(mode="json"))
-        return 0
-    err.print(_deleted(report))
-    return 0
+    return json_or(args.json, report, lambda: err.print(_deleted(report)))
 
 
 def _deleted(report: DeletionReport) -> str:
@@ -99,11 +95,7 @@ def _policy_text(policy: RetentionPolicy) -> str:
 def cmd_retention_show(args: argparse.Namespace) -> int:
     with client_for(args) as client:
         policy = client.retention()
-    if args.json:
-        print_json(policy.model_dump(mode="json"))
-    else:
-        write(_policy_text(policy) + "\n")
-    return 0
+    return json_or(args.json, policy, lambda: write(_policy_text(policy) + "\n"))
 
 
 def cmd_retention_set(args: argparse.Namespace) -> int:
@@ -112,11 +104,7 @@ def cmd_retention_set(args: argparse.Namespace) -> int:
         return 2
     with client_for(args) as client:
         policy = client.set_retention(submission_files_days=args.submission_files_days, results_days=args.results_days)
-    if args.json:
-        print_json(policy.model_dump(mode="json"))
-    else:
-        err.print(_policy_text(policy))
-    return 0
+    return json_or(args.json, policy, lambda: err.print(_policy_text(policy)))
 
 
 def cmd_retention_sweep(args: argparse.Namespace) -> int:
@@ -128,7 +116,9 @@ def cmd_retention_sweep(args: argparse.Namespace) -> int:
     err.print(
         f"files deleted of {len(report.files_expired)} submission(s), {len(report.submissions_deleted)} "
         f"submission(s) deleted, {report.objects_deleted} object(s) and {report.orphan_blobs_deleted} unused "
-        f"blob(s) removed, {report.uploads_aborted} abandoned upload(s) aborted"
+        f"blob(s) removed, {report.uploads_aborted} abandoned upload(s) aborted, files of "
+        f"{report.abandoned_submissions_deleted} submission(s) without a manifest and results of "
+        f"{report.orphan_results_deleted} without a record deleted"
     )
     for failure in report.failures:
         err.print(f"[red]not done[/red] (tried again on the next sweep): {failure}")
@@ -138,12 +128,12 @@ def cmd_retention_sweep(args: argparse.Namespace) -> int:
 def cmd_usage(args: argparse.Namespace) -> int:
     with client_for(args) as client:
         report = client.usage()
-    if args.json:
-        print_json(report.model_dump(mode="json"))
-        return 0
+    return json_or(args.json, report, lambda: console.print(_usage_table(report)))
+
+
+def _usage_table(report: UsageReport) -> Table:
     table = Table("user", "submissions", "blobs", "results", "total", title="Storage", header_style="bold")
     for user, use in sorted(report.users.items(), key=lambda item: -item[1].total_bytes):
         cells = [f"{human_bytes(area.bytes)} ({area.objects})" for area in (use.submissions, use.blobs, use.results)]
         table.add_row(user, *cells, human_bytes(use.total_bytes))
-    console.print(table)
-    return 0
+    return table

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import os
 import sys
 from typing import Any
 
@@ -13,7 +12,7 @@ from rich.table import Table
 from leadersboard.client import ApiError, Client
 from leadersboard.models.leaderboard import MAX_PAGE_LIMIT
 from leadersboard.models.records import JobRecord
-from tools.cli.config import DEFAULT_URL, client_for, config_path, connection, save_config
+from tools.cli.config import DEFAULT_URL, client_for, config_path, connection, given_token, save_config
 from tools.cli.output import (
     benchmark_text,
     console,
@@ -22,6 +21,7 @@ from tools.cli.output import (
     human_bytes,
     job_status_text,
     job_table,
+    json_or,
     print_json,
     report,
     scores_text,
@@ -29,6 +29,7 @@ from tools.cli.output import (
     when,
     write,
 )
+from tools.cli.settings import cli_settings
 
 __all__ = ["add_parsers", "cmd_cancel", "cmd_jobs"]
 
@@ -65,7 +66,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def cmd_login(args: argparse.Namespace) -> int:
     conn = connection(args)
-    token = getattr(args, "token", None) or os.environ.get("LEADERSBOARD_TOKEN")
+    _, token = given_token(args, cli_settings())  # never the saved one: login checks the token it saves
     if not token:
         if args.stdin or not sys.stdin.isatty():
             token = sys.stdin.readline().strip()
@@ -127,11 +128,7 @@ def cmd_jobs(args: argparse.Namespace, *, everyone: bool | None = None) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     with client_for(args) as client:
         record = client.get(args.id)
-    if args.json:
-        print_json(record.model_dump(mode="json"))
-        return 0
-    console.print(_detail(record))
-    return 0
+    return json_or(args.json, record, lambda: console.print(_detail(record)))
 
 
 def _detail(r: JobRecord) -> Table:
@@ -187,8 +184,4 @@ def cmd_logs(args: argparse.Namespace) -> int:
 def cmd_cancel(args: argparse.Namespace) -> int:
     with client_for(args) as client:
         record = client.cancel(args.id)
-    if args.json:
-        print_json(record.model_dump(mode="json"))
-    else:
-        console.print(f"{record.submission_id}: {status_text(record.status)}")
-    return 0
+    return json_or(args.json, record, lambda: console.print(f"{record.submission_id}: {status_text(record.status)}"))

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import BaseModel
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -34,6 +35,7 @@ __all__ = [
     "human_bytes",
     "job_status_text",
     "job_table",
+    "json_or",
     "metrics_table",
     "print_json",
     "progress_bars",
@@ -59,6 +61,16 @@ STATUS_STYLE = {
 def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
     sys.stdout.flush()
+
+
+def json_or(as_json: bool, result: BaseModel, show: Callable[[], object]) -> int:
+    """A command's result: with --json the model as JSON on stdout (for scripts), else `show()` renders it for
+    people. The exit code: 0."""
+    if as_json:
+        print_json(result.model_dump(mode="json"))
+    else:
+        show()
+    return 0
 
 
 def write(text: str) -> None:
