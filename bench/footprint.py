@@ -2,6 +2,7 @@
 after many small jobs.
 
     .venv/bin/python bench/footprint.py --jobs 100
+    .venv/bin/python bench/footprint.py --jobs 20 --large-mib 1024 --after-large-s 300 [--weed-limit 256MiB]
 
 The stack is the one `make up` runs (frontend included), on free ports in a temporary directory. Each job is
 a trivial main.py that writes metrics.json, submitted through the real path (Client.submit: presigned
@@ -9,23 +10,31 @@ upload, manifest, bridge, dispatcher, sandboxed runner, MLflow run). After start
 waits until the stack is idle (its processes used less than `--idle-cpu` of one core over 10 s), then sums
 the PSS (/proc/PID/smaps_rollup) of each service's process tree. PSS splits shared pages between the
 processes that map them, so the sum is what the stack really holds, unlike summed RSS.
+
+--large-mib N then submits one more job carrying a random N MiB file (the trivial main.py ignores it: the
+upload, the store's copy and the runner's download are what costs), and measures once idle and again every
+--after-large-s / 5 seconds until --after-large-s: the store keeps some of the heap a large transfer grew
+for minutes (tools/stack/services.py, SEAWEED_MEMORY_LIMIT).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from leadersboard.client import Client  # noqa: E402
 from leadersboard.models.records import JobStatus  # noqa: E402
+from tools.stack import services  # noqa: E402
 from tools.stack.proc_info import cpu_seconds, process_tree, pss_bytes  # noqa: E402
 from tools.stack.up import Stack, StackPorts  # noqa: E402
 
@@ -78,8 +87,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=10, help="submissions in flight at a time")
     parser.add_argument("--measure-at", type=int, nargs="*", default=[], help="also measure after this many jobs")
     parser.add_argument("--idle-cpu", type=float, default=0.25, help="cores below which the stack counts as idle")
+    parser.add_argument("--large-mib", type=int, default=0, help="then one job with a file this large")
+    parser.add_argument("--after-large-s", type=int, default=300, help="how long to watch after the large job")
+    parser.add_argument("--weed-limit", default=services.SEAWEED_MEMORY_LIMIT, help="weed's GOMEMLIMIT")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="lb-footprint-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="lb-footprint-") as tmp,
+        mock.patch.object(services, "SEAWEED_MEMORY_LIMIT", args.weed_limit),
+    ):
         submission = Path(tmp) / "submission"
         submission.mkdir()
         (submission / "main.py").write_text(TRIVIAL_MAIN)
@@ -97,8 +112,32 @@ def main() -> None:
                 waited = wait_idle(stack, idle_cpu=args.idle_cpu, timeout_s=600)
                 figures = {**footprint(stack), "jobs_s": round(jobs_s), "idle_after_s": round(waited)}
                 report(f"after {done} jobs", figures)
+            if args.large_mib:
+                large_job(stack, info, submission, args)
         finally:
             stack.stop()
+
+
+def large_job(stack: Stack, info: dict[str, Any], submission: Path, args: argparse.Namespace) -> None:
+    large = submission.parent / "large"
+    large.mkdir()
+    for name in ("main.py", "config.yaml"):
+        (large / name).write_bytes((submission / name).read_bytes())
+    with (large / "data.bin").open("wb") as handle:
+        for _ in range(args.large_mib):
+            handle.write(os.urandom(MiB))
+    started = time.monotonic()
+    run_jobs(info, large, 1, 1)
+    jobs_s = time.monotonic() - started
+    waited = wait_idle(stack, idle_cpu=args.idle_cpu, timeout_s=600)
+    report(
+        f"after a {args.large_mib} MiB job",
+        {**footprint(stack), "jobs_s": round(jobs_s), "idle_after_s": round(waited)},
+    )
+    for _ in range(5):
+        time.sleep(args.after_large_s / 5)
+        waited += args.after_large_s / 5
+        report(f"{waited:.0f} s after the {args.large_mib} MiB job", footprint(stack))
 
 
 def report(phase: str, figures: dict[str, Any]) -> None:
