@@ -69,6 +69,7 @@ def browser_config(settings: FrontendSettings) -> dict[str, Any]:
         "jobs_page_size": settings.jobs_page_size,
         "default_metric": settings.default_metric,
         "upload_concurrency": settings.upload_concurrency,
+        "upload_memory_bytes": settings.upload_memory_bytes,
         **{key: _versioned(name) for key, name in WORKER_SCRIPTS.items()},
         "language": settings.language,
     }

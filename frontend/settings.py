@@ -27,4 +27,11 @@ class FrontendSettings(BaseSettings):
     jobs_page_size: int = Field(default=50, ge=1, le=1000, description="Jobs per page of the job list (`limit`).")
     default_metric: str = "image_AUROC"
     upload_concurrency: int = Field(default=4, ge=1, le=16, description="Parallel PUTs (files and parts) per browser.")
+    upload_memory_bytes: int = Field(
+        default=1024**3,
+        ge=0,
+        le=4 * 1024**3,
+        description="Bytes of hashed files a browser keeps from its checksum read to send them without reading them "
+        "again (docs/uploads.md); 0: always read the file again.",
+    )
     language: Literal["en", "ja"] = Field(default="en", description="Language of the page until the user picks one.")

@@ -163,3 +163,60 @@ def test_the_hashing_step_is_shown_and_an_unchanged_file_is_neither_hashed_nor_s
         assert "already in the store" in page.inner_text(f'.lb-file-progress[data-path="{name}"]'), name
     assert not [url for url in sent if "/blobs/" in url], sent
     assert len(sent) == 3, sent  # main.py, config.yaml, the manifest
+
+
+# The bytes a native checksum read are sent, not read from the file again (lb-hash.js, docs/uploads.md).
+JOBS_JS = """() => LB.hashJobs().map((job) => [job.path, Boolean(job.finishedAt), job.bytes?.byteLength || 0])"""
+
+
+def pick_and_wait_for_hashes(page: Any, files: list[Path], hashed: int) -> dict[str, int]:
+    """Pick the files on the submit tab, wait for `hashed` checksums, answer the bytes each job keeps."""
+    page.set_input_files("#lb-files-input", [str(p) for p in files])
+    page.wait_for_function(f"() => LB.hashJobs().filter((job) => job.finishedAt).length === {hashed}")
+    return {path: kept for path, _, kept in page.evaluate(JOBS_JS)}
+
+
+@pytest.mark.slow
+def test_a_hashed_file_is_sent_from_the_bytes_its_checksum_read(
+    page: Any, web: tuple[Stack, dict[str, Any]], tmp_path: Path
+) -> None:
+    stack, info = web
+    files = write_submission(tmp_path / "kept")
+    weights = files[-1]
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    sign_in(page, info["demo_token"])
+    page.evaluate(WATCH_SCRIPT)
+    kept = pick_and_wait_for_hashes(page, files, 2)
+    assert kept == {"data.zip": (tmp_path / "kept" / "data.zip").stat().st_size, "weights.bin": 20 * MIB}, kept
+    # Changed on disk after its checksum: the browser would refuse to read the file again, and reading it
+    # would send other bytes than the declared checksum's. The page sends what it hashed.
+    weights.write_bytes(os.urandom(20 * MIB))
+    page.fill("#lb-metadata", json.dumps({"method": "kept", "dataset": "toy"}))
+    page.click("#lb-submit-btn")
+    result = page.wait_for_selector("#lb-submit-result .lb-notice")
+    assert "lb-ok" in str(result.get_attribute("class")), result.inner_text()
+    stored = make_client(stack.s3).get_object(Bucket=stack.s3.bucket, Key=keys.blob_key("demo", digest))["Body"]
+    assert hashlib.sha256(stored.read()).hexdigest() == digest
+    assert page.evaluate("() => LB.keptHashBytes()") == 0  # let go once the run ended
+    assert all(kept == 0 for _, _, kept in page.evaluate(JOBS_JS))
+
+
+@pytest.mark.slow
+def test_the_bytes_kept_for_sending_stay_within_the_configured_memory(
+    page: Any, web: tuple[Stack, dict[str, Any]], tmp_path: Path
+) -> None:
+    _, info = web
+    assert page.evaluate("() => LB.state.config.upload_memory_bytes") == 1024**3  # the default, from the server
+    page.evaluate(f"() => {{ LB.state.config.upload_memory_bytes = {25 * MIB}; }}")
+    root = tmp_path / "budget"
+    root.mkdir()
+    big = [root / "a.bin", root / "b.bin"]
+    for path in big:
+        path.write_bytes(os.urandom(20 * MIB))
+    sign_in(page, info["demo_token"])
+    kept = pick_and_wait_for_hashes(page, big, 2)
+    assert sorted(kept.values()) == [0, 20 * MIB], kept  # the second one does not fit: it is read again
+    assert page.evaluate("() => LB.keptHashBytes()") == 20 * MIB
+    held = next(path for path, size in kept.items() if size)
+    page.click(f'button[aria-label$=" {held}"]')
+    page.wait_for_function("() => LB.keptHashBytes() === 0")  # a removed file lets its bytes go

@@ -1,7 +1,10 @@
 /* Web Worker: the sha256 of one File at a time, off the page's thread (lb-hash.js runs a few of these).
  *
- * In:  {id, file, library, engine}  library: URL of vendor/hash-wasm-sha256.js; engine: "auto" | "wasm".
- * Out: {id, done} as it goes (bytes hashed), then {id, sha256, engine} or {id, error}.
+ * In:  {id, file, library, engine, keep}  library: URL of vendor/hash-wasm-sha256.js; engine: "auto" | "wasm";
+ *      keep: hand the bytes read for the native digest back (transferred, not copied) so the page can send
+ *      them without reading the file again (lb-upload.js).
+ * Out: {id, done} as it goes (bytes hashed), then {id, sha256, engine, bytes} (bytes: an ArrayBuffer when kept,
+ *      else null) or {id, error}.
  *
  * Two engines, because neither alone is fast and safe everywhere:
  * - "native": crypto.subtle.digest, the browser's own SHA-256 (CPU SHA instructions, about 1.5 GB/s here) but
@@ -20,10 +23,12 @@ function hex(buffer) {
   return Array.from(new Uint8Array(buffer), (x) => x.toString(16).padStart(2, "0")).join("");
 }
 
-async function native(id, file) {
-  const digest = await self.crypto.subtle.digest("SHA-256", await file.arrayBuffer());
+async function native(id, file, keep) {
+  const bytes = await file.arrayBuffer();
+  const digest = await self.crypto.subtle.digest("SHA-256", bytes);
   self.postMessage({ id, done: file.size });
-  return hex(digest);
+  const kept = keep ? bytes : null;
+  self.postMessage({ id, sha256: hex(digest), engine: "native", bytes: kept }, kept ? [kept] : []);
 }
 
 async function wasm(id, file, library) {
@@ -47,17 +52,17 @@ function nativeFits(file) {
 }
 
 self.onmessage = async (event) => {
-  const { id, file, library, engine } = event.data;
+  const { id, file, library, engine, keep } = event.data;
   try {
     if (engine !== "wasm" && nativeFits(file)) {
       try {
-        self.postMessage({ id, sha256: await native(id, file), engine: "native" });
+        await native(id, file, Boolean(keep));
         return;
       } catch (err) {
         // Not enough memory for the whole file (RangeError, NotReadableError): stream it instead.
       }
     }
-    self.postMessage({ id, sha256: await wasm(id, file, library), engine: "wasm" });
+    self.postMessage({ id, sha256: await wasm(id, file, library), engine: "wasm", bytes: null });
   } catch (err) {
     self.postMessage({ id, error: String((err && err.message) || err) });
   }

@@ -5,7 +5,12 @@
  * (path, size, mtime): resubmitting unchanged files costs no hashing.
  *
  *   const job = LB.hashFile(path, file);  job.promise -> hex;  job.done, job.startedAt, job.finishedAt;
- *   job.cancel() stops it (its worker is terminated). The same (path, File) gives the same job. */
+ *   job.cancel() stops it (its worker is terminated). The same (path, File) gives the same job.
+ *   job.takeBytes() -> the file's bytes as read for the native digest (an ArrayBuffer), or null; job.release()
+ *   lets them go. Sending those bytes spares a second read of the file through the browser's file machinery,
+ *   the costliest part of the page's upload (bench/README.md); they are kept within the configured
+ *   upload_memory_bytes in total (LB_FRONTEND_UPLOAD_MEMORY_BYTES), and for KEEP_MS at most if no upload takes
+ *   them. */
 (function () {
   "use strict";
   const LB = (window.LB = window.LB || {});
@@ -13,6 +18,8 @@
 
   const CACHE_KEY = "leadersboard.sha256";
   const CACHE_ENTRIES = 500;
+  const KEEP_MS = 10 * 60 * 1000;
+  let keptBytes = 0; // reserved by running jobs or held by finished ones
 
   /* The CLI's rule (leadersboard/upload.py wants_hash): zips and files of 16 MiB or more are deduplicated. */
   LB.wantsHash = (path, size) => /\.zip$/i.test(path) || size >= 16 * 1024 * 1024;
@@ -61,6 +68,8 @@
   function start(job, worker) {
     job.worker = worker;
     job.startedAt = performance.now();
+    job.reserved = job.keep && keptBytes + job.size <= LB.state.config.upload_memory_bytes;
+    if (job.reserved) keptBytes += job.size;
     const finish = (keep) => {
       job.finishedAt = performance.now();
       job.worker = null;
@@ -79,6 +88,10 @@
         return;
       }
       finish(true);
+      if (msg.bytes) {
+        job.bytes = msg.bytes;
+        job.releaseTimer = setTimeout(job.release, KEEP_MS);
+      } else job.release();
       if (msg.error) job.reject(new Error(LB.t("hash_failed", { path: job.path, message: msg.error })));
       else {
         job.done = job.size;
@@ -90,9 +103,11 @@
     worker.onerror = (event) => {
       event.preventDefault();
       finish(false);
+      job.release();
       job.reject(new Error(LB.t("hash_failed", { path: job.path, message: event.message || "worker error" })));
     };
-    worker.postMessage({ id: job.id, file: job.file, library: workerUrl("hash_library_url"), engine: job.engine });
+    const library = workerUrl("hash_library_url");
+    worker.postMessage({ id: job.id, file: job.file, library, engine: job.engine, keep: job.reserved });
   }
 
   const jobs = new Map();
@@ -103,6 +118,18 @@
     const known = jobs.get(key);
     if (known && !known.cancelled && !engine) return known;
     const job = { id: nextId++, key, path, file, size: file.size, done: 0, engine: engine || "auto", startedAt: 0, finishedAt: 0, cached: false };
+    job.keep = !engine; // an engine test (engine given) keeps nothing
+    job.bytes = null;
+    job.takeBytes = () => {
+      clearTimeout(job.releaseTimer);
+      return job.bytes;
+    };
+    job.release = () => {
+      clearTimeout(job.releaseTimer);
+      if (job.reserved) keptBytes -= job.size;
+      job.reserved = false;
+      job.bytes = null;
+    };
     job.promise = new Promise((resolve, reject) => {
       job.resolve = resolve;
       job.reject = reject;
@@ -122,6 +149,7 @@
       const waiting = queue.indexOf(job);
       if (waiting >= 0) queue.splice(waiting, 1);
       else if (job.stop) job.stop();
+      job.release();
       job.reject(new LB.StoreError(0, "aborted", LB.t("upload_aborted")));
     };
     if (!engine) jobs.set(key, job);
@@ -134,10 +162,15 @@
     for (const [key, job] of jobs) {
       if (!wanted.has(key)) {
         job.cancel();
+        job.release();
         jobs.delete(key);
       }
     }
   };
+
+  /* For the tests and the bench: the jobs of the picked files, and the bytes kept in all. */
+  LB.hashJobs = () => [...jobs.values()];
+  LB.keptHashBytes = () => keptBytes;
 
   LB.loaded.hash = true;
 })();

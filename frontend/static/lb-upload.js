@@ -3,6 +3,7 @@
  *   2. POST /api/v1/submissions (declared paths and sizes) -> presigned uploads and the manifest;
  *   3. PUT each file straight to the store (XMLHttpRequest, upload progress events): one PUT, or a multipart
  *      upload (parts in parallel, retried, then the CompleteMultipartUpload XML), or nothing when "present";
+ *      a file hashed with the native digest is sent from the bytes read for it (lb-hash.js), not read again;
  *   4. PUT the manifest body exactly as given: its bucket event starts the job.
  * No byte of a file goes to the page's server. */
 (function () {
@@ -85,6 +86,22 @@
     }
 
     async run() {
+      try {
+        return await this.steps();
+      } finally {
+        this.release();
+      }
+    }
+
+    /* The bytes kept from hashing are let go once the run ends, sent or not. */
+    release() {
+      for (const f of this.files) {
+        f.bytes = null;
+        if (f.hashJob) f.hashJob.release();
+      }
+    }
+
+    async steps() {
       const { entrypoint, config, metadata, benchmark } = this.options;
       this.startedAt = performance.now();
       this.phase = "hashing";
@@ -129,6 +146,7 @@
       job.onProgress = follow;
       follow();
       f.sha256 = await job.promise;
+      f.bytes = job.takeBytes();
       follow();
     }
 
@@ -162,13 +180,13 @@
             // The store hides ETag from the browser (CORS): send the whole file with the item's single PUT.
             f.note = LB.t("upload_no_etag");
             f.sent = 0;
-            await gate(() => this.send("PUT", item.url, item.headers || {}, f.file, f));
+            await gate(() => this.send("PUT", item.url, item.headers || {}, this.body(f, 0, f.size), f));
           }
           f.state = "done";
         } else {
           f.state = "uploading";
           this.update();
-          await gate(() => this.send("PUT", item.url, item.headers || {}, f.file, f));
+          await gate(() => this.send("PUT", item.url, item.headers || {}, this.body(f, 0, f.size), f));
           f.state = "done";
         }
       } catch (err) {
@@ -192,7 +210,7 @@
         item.parts.map((part, index) =>
           gate(async () => {
             const start = (part.part_number - 1) * item.part_size;
-            const result = await this.send("PUT", part.url, {}, f.file.slice(start, start + part.size), track(index));
+            const result = await this.send("PUT", part.url, {}, this.body(f, start, start + part.size), track(index));
             if (!result.etag) throw new NoEtag("no ETag for part " + part.part_number);
             return result.etag;
           })
@@ -201,6 +219,12 @@
       const xml = "<CompleteMultipartUpload>" + etags.map((etag, i) => "<Part><PartNumber>" + (i + 1) + "</PartNumber><ETag>" + etag.replace(/&/g, "&amp;").replace(/</g, "&lt;") + "</ETag></Part>").join("") + "</CompleteMultipartUpload>";
       const complete = item.complete;
       await this.send(complete.method || "POST", complete.url, complete.headers || {}, new Blob([xml]), null);
+    }
+
+    /* A body: the bytes kept from hashing when there are some (a view, not a copy), else a slice of the File. */
+    body(f, start, end) {
+      if (f.bytes) return new Uint8Array(f.bytes, start, end - start);
+      return start === 0 && end === f.size ? f.file : f.file.slice(start, end);
     }
 
     /* One request with retries. `progress` is a file record (its `sent` follows) or a function(bytes) or null. */
@@ -241,7 +265,7 @@
             reject(s3Error(xhr.status >= 300 ? xhr.status : 500, text));
             return;
           }
-          report(body.size);
+          report(body instanceof Blob ? body.size : body.byteLength);
           resolve({ status: xhr.status, etag: xhr.getResponseHeader("ETag"), text });
         };
         xhr.onerror = () => {
