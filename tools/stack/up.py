@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import secrets
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
@@ -22,6 +23,7 @@ from leadersboard.settings import NatsSettings, S3Settings, settings_env
 from leadersboard.tokens import TokenStore, new_token
 from tools.stack.procs import (
     ManagedProcess,
+    Probe,
     SeaweedPorts,
     StartupError,
     free_port,
@@ -31,10 +33,15 @@ from tools.stack.procs import (
 )
 from tools.stack.services import MLFLOW_ADMIN, new_service_keys, start_mlflow, start_nats, start_seaweed
 
-__all__ = ["Stack", "StackPorts"]
+if TYPE_CHECKING:
+    from gpu_runner.settings import RunnerSettings
+
+__all__ = ["Service", "Stack", "StackPorts", "sweep_runner_work_dir"]
 
 BUCKET = "leadersboard"
 DEMO_USER = "demo"
+log = logging.getLogger("tools.stack")
+S = TypeVar("S", bound=BaseSettings)
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,22 @@ class Secrets:
         return loaded
 
 
+@dataclass(frozen=True)
+class Service:
+    """One platform process as the stack starts it: `python -m <module>` given `settings` as its environment."""
+
+    name: str
+    """Its process and log name (`runner-1`)."""
+    module: str
+    settings: BaseSettings
+    ready: Probe | None = None
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """What the process is started with (on top of the stack's own environment): it reads its settings there."""
+        return {**settings_env(self.settings), "PYTHONUNBUFFERED": "1"}
+
+
 @dataclass
 class Stack:
     data_dir: Path
@@ -104,7 +127,8 @@ class Stack:
     with_frontend: bool = True
     runners: int = 1
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Extra settings per service (`{"dispatcher": {"runner_lost_after_s": 10}}`), for tests and tuning."""
+    """Settings per service (`{"dispatcher": {"runner_lost_after_s": 10}}`), for tests and tuning; one wins over
+    the value the stack itself gives (`{"ingest": {"s3_public_url": ...}}`), see `_settings`."""
     processes: list[ManagedProcess] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -114,6 +138,8 @@ class Stack:
         # MLflow itself listens on a private port; the public one (ports.mlflow) is ingest's proxy.
         self.mlflow_internal_url = f"http://127.0.0.1:{free_port()}"
         self.logs = self.data_dir / "logs"
+        self.runner_settings: list[RunnerSettings] = []
+        """The runners' settings once the platform starts: `stop` sweeps their work_dirs."""
 
     @property
     def s3(self) -> S3Settings:
@@ -216,6 +242,19 @@ class Stack:
             await nc.drain()
 
     def _start_platform(self) -> None:
+        from gpu_runner.settings import RunnerSettings
+
+        services = self.services(self.seaweed.security.directory)
+        self.runner_settings = [s.settings for s in services if isinstance(s.settings, RunnerSettings)]
+        for service in services:
+            self._spawn(service)
+        for process in self.processes:
+            process.wait_ready(180)
+        for account in ("runner", "scorer"):
+            self._wait_for_mlflow_account(account)
+
+    def services(self, seaweed_security_dir: Path) -> list[Service]:
+        """The platform's processes in start order with their settings (built here, nothing is started)."""
         from dispatcher.settings import DispatcherSettings
         from gpu_runner.settings import RunnerSettings
         from ingest.settings import IngestSettings
@@ -230,27 +269,27 @@ class Stack:
 
         signing: dict[str, Any] = {"manifest_secret": SecretStr(self.secrets.manifest_secret)}
         p, urls = self.ports, self.urls
-        # The bridge tails the filer over gRPC and needs no S3 identity: only the bucket whose events it publishes.
-        bridge = BridgeSettings(
-            bucket=BUCKET,
-            **nats(nats_permissions.EVENTS),
-            filer_address=f"127.0.0.1:{p.seaweed_filer}",
-            seaweed_security_dir=self.seaweed.security.directory,
-            checkpoint_path=self.data_dir / "bridge" / "checkpoint",
-        )
-        self._spawn("bridge", "tools.bridge", bridge)
-        ingest = IngestSettings(
-            **s3(store_access.INGEST), **nats(nats_permissions.INGEST), **signing, port=p.ingest,
-            **self._mlflow_proxy(), **self.overrides.get("ingest", {}),
-        )  # fmt: skip
-        self._spawn("ingest", "ingest", ingest, ready=http_ready(f"{urls['api']}/health"))
-        dispatcher = DispatcherSettings(
-            **s3(store_access.DISPATCHER), **nats(nats_permissions.DISPATCHER), **signing,
-            **self.overrides.get("dispatcher", {}),
-        )  # fmt: skip
-        self._spawn("dispatcher", "dispatcher", dispatcher)
+        services = [
+            # The bridge tails the filer over gRPC and needs no S3 identity: only the bucket whose events it
+            # publishes.
+            Service("bridge", "tools.bridge", self._settings(
+                "bridge", BridgeSettings, bucket=BUCKET, **nats(nats_permissions.EVENTS),
+                filer_address=f"127.0.0.1:{p.seaweed_filer}", seaweed_security_dir=seaweed_security_dir,
+                checkpoint_path=self.data_dir / "bridge" / "checkpoint",
+            )),
+            Service("ingest", "ingest", self._settings(
+                "ingest", IngestSettings, **s3(store_access.INGEST), **nats(nats_permissions.INGEST), **signing,
+                port=p.ingest, **self._mlflow_proxy(),
+            ), ready=http_ready(f"{urls['api']}/health")),
+            Service("dispatcher", "dispatcher", self._settings(
+                "dispatcher", DispatcherSettings, **s3(store_access.DISPATCHER), **nats(nats_permissions.DISPATCHER),
+                **signing,
+            )),
+        ]  # fmt: skip
         for index in range(self.runners):
-            runner = RunnerSettings(
+            runner = self._settings(
+                "runner",
+                RunnerSettings,
                 **s3(store_access.RUNNER),
                 **nats(nats_permissions.RUNNER),
                 runner_id=f"local-runner-{index}",
@@ -260,32 +299,32 @@ class Stack:
                 web_public_url=urls["frontend"],
                 api_public_url=urls["ingest"],
                 mlflow_password=SecretStr(self.secrets.mlflow["runner_password"]),
-                **self.overrides.get("runner", {}),
             )
-            self._spawn("runner" if index == 0 else f"runner-{index}", "gpu_runner", runner)
-        scorer = ScorerSettings(
+            services.append(Service("runner" if index == 0 else f"runner-{index}", "gpu_runner", runner))
+        scorer = self._settings(
+            "scorer",
+            ScorerSettings,
             **s3(store_access.SCORER),
             **nats(nats_permissions.SCORER),
             work_dir=self.data_dir / "scorer",
             mlflow_tracking_uri=self.mlflow_internal_url,
             mlflow_password=SecretStr(self.secrets.mlflow["scorer_password"]),
-            **self.overrides.get("scorer", {}),
         )
-        self._spawn("scorer", "scorer", scorer)
+        services.append(Service("scorer", "scorer", scorer))
         if self.with_frontend:
             from frontend.settings import FrontendSettings
 
-            frontend = FrontendSettings(
-                port=p.frontend,
-                ingest_public_url=urls["ingest"],
+            frontend = self._settings(
+                "frontend", FrontendSettings, port=p.frontend, ingest_public_url=urls["ingest"],
                 mlflow_public_url=urls["mlflow"],
-                **self.overrides.get("frontend", {}),
-            )
-            self._spawn("frontend", "frontend", frontend, ready=http_ready(urls["frontend"]))
-        for process in self.processes:
-            process.wait_ready(180)
-        for account in ("runner", "scorer"):
-            self._wait_for_mlflow_account(account)
+            )  # fmt: skip
+            services.append(Service("frontend", "frontend", frontend, ready=http_ready(urls["frontend"])))
+        return services
+
+    def _settings(self, service: str, kind: type[S], /, **own: Any) -> S:
+        """The one merge rule for every service: what `overrides[service]` sets wins over the stack's own value
+        (any of it: an S3 or NATS setting, a port, a path), the rest is the stack's."""
+        return kind(**{**own, **self.overrides.get(service, {})})
 
     def _mlflow_proxy(self) -> dict[str, Any]:
         """Ingest serves the public MLflow port and creates the runners' and the scorer's MLflow accounts."""
@@ -310,13 +349,13 @@ class Stack:
                 )
             time.sleep(0.5)
 
-    def _spawn(self, name: str, module: str, settings: BaseSettings, ready: Any = None) -> None:
+    def _spawn(self, service: Service) -> None:
         process = ManagedProcess(
-            name,
-            [sys.executable, "-m", module],
-            self.logs / f"{name}.log",
-            env={**settings_env(settings), "PYTHONUNBUFFERED": "1"},
-            ready=ready,
+            service.name,
+            [sys.executable, "-m", service.module],
+            self.logs / f"{service.name}.log",
+            env=service.environment,
+            ready=service.ready,
         )
         self.processes.append(process.start())
 
@@ -331,3 +370,20 @@ class Stack:
         for process in reversed(self.processes):
             process.stop()
         self.processes.clear()
+        for runner in self.runner_settings:  # the runners are gone now: what a killed job left is not in use
+            sweep_runner_work_dir(runner)
+
+
+def sweep_runner_work_dir(settings: RunnerSettings) -> None:
+    """Remove what a job left that a stop killed mid-run (its loop mount and image, workspace, cgroup), with the
+    sweep a runner does at its start (gpu_runner/leftovers.py): a stopped stack leaves no mount behind. What
+    cannot be removed is a warning (the sweep's, naming each); the stop goes on."""
+    from gpu_runner.leftovers import owned_work_dir
+
+    try:
+        with owned_work_dir(settings) as sweep:  # None: a runner still holds it (owned_work_dir warns)
+            failed = [] if sweep is None else sweep.failed
+    except OSError as exc:
+        failed = [f"{settings.work_dir}: {exc}"]
+    if failed:
+        log.warning("the stopped stack left %d leftover(s) of its runner: %s", len(failed), "; ".join(failed))
