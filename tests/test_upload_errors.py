@@ -33,7 +33,9 @@ from leadersboard.settings import S3Settings
 from leadersboard.upload import RetryPolicy, Uploader
 from tests.api_fixtures import Api
 from tests.stack_fixtures import running_stack, write_submission
+from tests.terminal import run_on_terminal, screen_lines
 from tools.cli.failures import failure_line
+from tools.cli.output import human_bytes
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -234,27 +236,34 @@ async def test_content_that_does_not_match_its_declared_sha256_is_a_bad_digest(
 
 
 def test_submit_whose_store_is_down_prints_one_line_and_exits_2(tmp_path: Path) -> None:
+    """Piped and on a terminal, stderr ends with what was sent (in place of the half-finished bars) and the error."""
     root = write_submission(tmp_path / "sub", "pass")
+    size = sum(path.stat().st_size for path in root.iterdir())
     with running_stack(tmp_path / "stack") as (stack, info):
         stack.process("seaweedfs").stop()  # the store is down; the API still creates submissions (NATS only)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LEADERSBOARD_")} | {
+        rich_env = ("FORCE_TERMINAL", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "NO_COLOR")  # rich decides by itself
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LEADERSBOARD_") and k not in rich_env} | {
             "LEADERSBOARD_URL": info["urls"]["ingest"],
             "LEADERSBOARD_TOKEN": info["demo_token"],
             "XDG_CONFIG_HOME": str(tmp_path / "config"),
             "XDG_CACHE_HOME": str(tmp_path / "cache"),
             "COLUMNS": "400",
+            "TERM": "xterm-256color",
         }
         done = subprocess.run([CLI, "submit", str(root)], env=env, capture_output=True, text=True, timeout=180)
-    assert done.returncode == 2, f"exit {done.returncode}\nstdout: {done.stdout}\nstderr: {done.stderr}"
-    assert "Traceback" not in done.stderr + done.stdout
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("error")]
-    assert errors == lines[-1:], done.stderr  # one line, the last; above it only the progress bars' last state
-    line = lines[-1]
-    assert line.startswith("error: uploading ") and "to the store failed (5 attempts)" in line, line
-    assert f"{info['urls']['s3']} refused the connection (nothing listens there)" in line, line
-    assert "main.py" in line or "config.yaml" in line, line
-    assert line.endswith(
-        "; start the store (`leadersboard up` locally); if it runs, tell the administrators to check "
-        "LB_INGEST_S3_PUBLIC_URL (the store address the API hands out)"
-    ), line
+        shown = run_on_terminal([CLI, "submit", str(root)], env, timeout_s=180)
+    assert done.returncode == shown.returncode == 2, f"exit {done.returncode}\nstderr: {done.stderr}\n{shown}"
+    assert "Traceback" not in done.stderr + done.stdout + shown.terminal + shown.stdout
+    assert done.stdout == shown.stdout == ""
+    assert "━" in shown.terminal  # the bars were drawn on the terminal (then removed)
+    sent = f"upload stopped: 0 B of {human_bytes(size)} sent, 0 of 2 files complete"
+    for lines in ([line for line in done.stderr.splitlines() if line.strip()], screen_lines(shown.terminal)):
+        assert len(lines) == 2 and lines[0] == sent, "\n".join(lines)  # no bars above, only what was sent
+        line = lines[-1]
+        assert line.startswith("error: uploading ") and "to the store failed (5 attempts)" in line, line
+        assert f"{info['urls']['s3']} refused the connection (nothing listens there)" in line, line
+        assert "main.py" in line or "config.yaml" in line, line
+        assert line.endswith(
+            "; start the store (`leadersboard up` locally); if it runs, tell the administrators to check "
+            "LB_INGEST_S3_PUBLIC_URL (the store address the API hands out)"
+        ), line

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -79,16 +80,29 @@ def write(text: str) -> None:
     sys.stdout.flush()
 
 
-def progress_bars(*, sized: bool = True) -> Progress:
+@contextmanager
+def progress_bars(*, sized: bool = True, stopped: Callable[[Progress], str] | None = None) -> Iterator[Progress]:
     """Byte progress bars on stderr, one task a file. `sized=False` for tasks without a total (the bytes sent so
-    far): no percentage and no time left, which would only be wrong there."""
+    far): no percentage and no time left, which would only be wrong there. On success the bars' last state stays;
+    on a failure (or Ctrl-C) they are removed (half-finished bars above the error would read as the outcome) and
+    `stopped(bars)`, one line of what was done, takes their place."""
     columns: list[ProgressColumn] = [TextColumn("{task.description}", justify="left"), BarColumn()]
     if sized:
         columns.append(TextColumn("{task.percentage:>3.0f}%"))
     columns += [DownloadColumn(binary_units=True), TransferSpeedColumn()]
     if sized:
         columns.append(TimeRemainingColumn())
-    return Progress(*columns, console=err, transient=False)
+    bars = Progress(*columns, console=err, transient=False)
+    bars.start()
+    try:
+        yield bars
+    except BaseException:
+        bars.live.transient = True  # its stop() erases the bars on a terminal and does not print them elsewhere
+        bars.live.stop()  # not bars.stop(): off a terminal that prints an empty line after the (absent) bars
+        if stopped is not None:
+            err.print(stopped(bars))
+        raise
+    bars.stop()
 
 
 def status_text(status: JobStatus) -> str:

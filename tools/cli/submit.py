@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rich.progress import TaskID
+from rich.progress import Progress, TaskID
 
 from leadersboard.client import Client, UploadStats, collect_files
 from leadersboard.models.api import CreateSubmissionResponse, PresentFile
@@ -127,8 +127,8 @@ def _hash(client: Client, files: dict[str, Path]) -> dict[str, str]:
 def _upload(client: Client, created: CreateSubmissionResponse, files: dict[str, Path]) -> UploadStats:
     sending = [item.path or "" for item in created.uploads if not isinstance(item, PresentFile)]
     sizes = {name: files[name].stat().st_size for name in sending}
-    with progress_bars() as bars:
-        total = bars.add_task(f"[bold]total ({len(sending)} files)[/bold]", total=sum(sizes.values()))
+    with progress_bars(stopped=_sent) as bars:
+        total = bars.add_task(f"[bold]total ({len(sending)} files)[/bold]", total=sum(sizes.values()))  # first
         per_file = {name: bars.add_task(name, total=size) for name, size in sizes.items()}
 
         def advance(name: str, n: int) -> None:
@@ -136,3 +136,13 @@ def _upload(client: Client, created: CreateSubmissionResponse, files: dict[str, 
             bars.advance(total, n)
 
         return client.upload(created, files, advance)
+
+
+def _sent(bars: Progress) -> str:
+    """A failed upload's one line in place of its bars: the bytes the store took, the files it has whole."""
+    total, *per_file = bars.tasks
+    whole = sum(1 for task in per_file if task.finished)
+    return (
+        f"upload stopped: {human_bytes(total.completed)} of {human_bytes(total.total or 0)} sent, "
+        f"{whole} of {len(per_file)} files complete"
+    )
