@@ -23,20 +23,19 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.stack import local_stack  # noqa: E402
 from leadersboard.client import Client  # noqa: E402
 from leadersboard.models.records import JobStatus  # noqa: E402
 from tools.stack import services  # noqa: E402
 from tools.stack.proc_info import cpu_seconds, process_tree, pss_bytes  # noqa: E402
-from tools.stack.up import Stack, StackPorts  # noqa: E402
+from tools.stack.up import Stack  # noqa: E402
 
 MiB = 1024 * 1024
 TRIVIAL_MAIN = """import argparse, json, pathlib
@@ -91,31 +90,23 @@ def main() -> None:
     parser.add_argument("--after-large-s", type=int, default=300, help="how long to watch after the large job")
     parser.add_argument("--weed-limit", default=services.SEAWEED_MEMORY_LIMIT, help="weed's GOMEMLIMIT")
     args = parser.parse_args()
-    with (
-        tempfile.TemporaryDirectory(prefix="lb-footprint-") as tmp,
-        mock.patch.object(services, "SEAWEED_MEMORY_LIMIT", args.weed_limit),
-    ):
-        submission = Path(tmp) / "submission"
+    with local_stack("lb-footprint-", weed_limit=args.weed_limit) as (root, stack, info):
+        submission = root / "submission"
         submission.mkdir()
         (submission / "main.py").write_text(TRIVIAL_MAIN)
         (submission / "config.yaml").write_text("dataset: none\n")
-        stack = Stack(Path(tmp) / "stack", ports=StackPorts.free())
-        try:
-            info = stack.start()
+        waited = wait_idle(stack, idle_cpu=args.idle_cpu, timeout_s=600)
+        report("after start", {**footprint(stack), "idle_after_s": round(waited)})
+        done = 0
+        for checkpoint in sorted({*args.measure_at, args.jobs}):
+            started = time.monotonic()
+            run_jobs(info, submission, checkpoint - done, args.batch)
+            done, jobs_s = checkpoint, time.monotonic() - started
             waited = wait_idle(stack, idle_cpu=args.idle_cpu, timeout_s=600)
-            report("after start", {**footprint(stack), "idle_after_s": round(waited)})
-            done = 0
-            for checkpoint in sorted({*args.measure_at, args.jobs}):
-                started = time.monotonic()
-                run_jobs(info, submission, checkpoint - done, args.batch)
-                done, jobs_s = checkpoint, time.monotonic() - started
-                waited = wait_idle(stack, idle_cpu=args.idle_cpu, timeout_s=600)
-                figures = {**footprint(stack), "jobs_s": round(jobs_s), "idle_after_s": round(waited)}
-                report(f"after {done} jobs", figures)
-            if args.large_mib:
-                large_job(stack, info, submission, args)
-        finally:
-            stack.stop()
+            figures = {**footprint(stack), "jobs_s": round(jobs_s), "idle_after_s": round(waited)}
+            report(f"after {done} jobs", figures)
+        if args.large_mib:
+            large_job(stack, info, submission, args)
 
 
 def large_job(stack: Stack, info: dict[str, Any], submission: Path, args: argparse.Namespace) -> None:

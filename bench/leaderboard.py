@@ -48,6 +48,7 @@ from pydantic_settings import BaseSettings
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.dispatch import percentile
+from bench.stack import nats_and_store
 from dispatcher.settings import DispatcherSettings
 from ingest.settings import IngestSettings
 from leadersboard import keys, nats_io, nats_permissions, store_access
@@ -55,12 +56,11 @@ from leadersboard.models.base import utcnow
 from leadersboard.models.board import BoardEntry
 from leadersboard.models.records import JobRecord, JobStatus, Role
 from leadersboard.models.scores import AVERAGE, Interval, MetricSet, Scores, ScoresFile
-from leadersboard.s3 import S3Client, ensure_bucket, make_client
+from leadersboard.s3 import S3Client, make_client
 from leadersboard.scoring.replicates import encode
 from leadersboard.settings import NatsSettings, settings_env
 from leadersboard.tokens import TokenStore, new_token
-from tools.stack.procs import ManagedProcess, SeaweedPorts, free_port, http_ready
-from tools.stack.services import start_nats, start_seaweed
+from tools.stack.procs import ManagedProcess, free_port, http_ready
 
 CATEGORIES = ("c0", "c1")
 METRICS = ("image_AUROC", "image_F1Max")
@@ -311,17 +311,11 @@ def main() -> None:
                         help="write the view's entries here and start no dispatcher (no rebuild measured)")  # fmt: skip
     args = parser.parse_args()
     processes: list[ManagedProcess] = []
-    with tempfile.TemporaryDirectory(prefix="lb-leaderboard-bench-") as tmp:
-        root = Path(tmp)
+    with tempfile.TemporaryDirectory(prefix="lb-leaderboard-bench-") as tmp, nats_and_store(Path(tmp)) as stores:
+        root, (nats, seaweed) = Path(tmp), stores
         try:
-            nats = start_nats(root, port=free_port())
-            processes.append(nats.process)
-            seaweed = start_seaweed(root, ports=SeaweedPorts.free(), access_key="bench-" + secrets.token_hex(4),
-                                    secret_key=secrets.token_hex(16))  # fmt: skip
-            processes.append(seaweed.process)
             s3_admin = seaweed.settings()
             s3 = make_client(s3_admin)
-            ensure_bucket(s3, s3_admin.bucket)
             tokens = {"user": new_token(), "admin": new_token()}
             asyncio.run(_prepare(nats.settings(), {tokens["user"]: ("u000", Role.USER),
                                                    tokens["admin"]: ("admin", Role.ADMIN)}))  # fmt: skip

@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import json
 import os
-import secrets
 import statistics
 import subprocess
 import sys
@@ -32,16 +31,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.stack import nats_and_store
 from ingest.settings import IngestSettings
 from leadersboard import keys, nats_io
 from leadersboard.client import Client
 from leadersboard.models.records import Role
-from leadersboard.s3 import S3Client, ensure_bucket, make_client
+from leadersboard.s3 import S3Client, make_client
 from leadersboard.settings import NatsSettings, settings_env
 from leadersboard.tokens import TokenStore, new_token
 from leadersboard.upload import HashCache
-from tools.stack.procs import ManagedProcess, SeaweedPorts, free_port, http_ready
-from tools.stack.services import start_nats, start_seaweed
+from tools.stack.procs import ManagedProcess, free_port, http_ready
 
 MiB = 1024 * 1024
 MAIN = "print('bench')\n"
@@ -70,33 +69,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=8, help="the client's parallel part uploads")
     args = parser.parse_args()
-    processes: list[ManagedProcess] = []
-    with tempfile.TemporaryDirectory(prefix="lb-upload-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="lb-upload-bench-") as tmp, nats_and_store(Path(tmp)) as (nats, seaweed):
         root = Path(tmp)
+        s3_settings = seaweed.settings()
+        token = new_token()
+        asyncio.run(register(nats.settings(), token))
+        ingest = IngestSettings(**nats.settings().model_dump(), **s3_settings.model_dump(), port=free_port())
+        url = f"http://127.0.0.1:{ingest.port}"
+        process = ManagedProcess(
+            "ingest", [sys.executable, "-m", "ingest"], root / "logs" / "ingest.log",
+            env={**settings_env(ingest), "PYTHONUNBUFFERED": "1"}, ready=http_ready(f"{url}/api/v1/health"),
+        )  # fmt: skip
         try:
-            nats = start_nats(root, port=free_port())
-            processes.append(nats.process)
-            seaweed = start_seaweed(
-                root, ports=SeaweedPorts.free(), access_key="bench-" + secrets.token_hex(4),
-                secret_key=secrets.token_hex(16),
-            )  # fmt: skip
-            processes.append(seaweed.process)
-            s3_settings = seaweed.settings()
-            s3 = make_client(s3_settings)
-            ensure_bucket(s3, s3_settings.bucket)
-            token = new_token()
-            asyncio.run(register(nats.settings(), token))
-            ingest = IngestSettings(**nats.settings().model_dump(), **s3_settings.model_dump(), port=free_port())
-            url = f"http://127.0.0.1:{ingest.port}"
-            process = ManagedProcess(
-                "ingest", [sys.executable, "-m", "ingest"], root / "logs" / "ingest.log",
-                env={**settings_env(ingest), "PYTHONUNBUFFERED": "1"}, ready=http_ready(f"{url}/api/v1/health"),
-            )  # fmt: skip
-            processes.append(process.start().wait_ready(60))
-            run(root, url, token, s3, s3_settings.bucket, args)
+            process.start().wait_ready(60)
+            run(root, url, token, make_client(s3_settings), s3_settings.bucket, args)
         finally:
-            for process in reversed(processes):
-                process.stop()
+            process.stop()
 
 
 def run(root: Path, url: str, token: str, s3: S3Client, bucket: str, args: argparse.Namespace) -> None:

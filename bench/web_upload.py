@@ -4,8 +4,9 @@
 
 Starts the local stack (`leadersboard up`'s processes, the page included, no runner: nothing competes with
 the uploads) on free ports in a temporary directory under /tmp, writes main.py, config.yaml and a random
-dataset of --size-mib MiB there, and deletes everything at the end. Debian's /usr/bin/chromium is driven by
-Playwright, as in tests/test_web.py.
+dataset of --size-mib MiB there, and deletes everything at the end. Debian's /usr/bin/chromium is driven over
+the DevTools protocol by bench/cdp.py, not by Playwright: Playwright's network tracking copies every body the
+page sends from memory into the protocol, which a user's browser does not (bench/cdp.py says more).
 
 - cold, alternating page and CLI, --rounds times each: the dataset's blob is deleted before every submission
   and neither side has its hash yet (a new browser context: empty localStorage; an empty
@@ -33,25 +34,37 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.cdp import Browser
+from bench.cdp import Page as Tab
+from bench.stack import local_stack
 from leadersboard import keys
 from leadersboard.s3 import make_client
-from tools.stack.up import DEMO_USER, Stack, StackPorts
+from tools.stack.up import DEMO_USER, Stack
 
 MiB = 1024 * 1024
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--no-first-run",
+    "--window-size=1280,800",
+]
 MAIN = "print('bench')\n"
 PHASES_JS = """() => {
   window.__phases = {};
-  LB.on('upload-progress', (p) => { if (!(p.phase in window.__phases)) window.__phases[p.phase] = performance.now(); });
+  LB.on('upload-progress', (p) => {
+    if (!(p.phase in window.__phases)) window.__phases[p.phase] = performance.now();
+    const first = p.phase === 'uploading' && !('kept_mib' in window.__phases);
+    if (first) window.__phases.kept_mib = LB.keptHashBytes() / 2 ** 20;
+  });
 }"""
 ENGINE_JS = """async (engine) => {
   const file = document.querySelector('#bench-file').files[0];
@@ -82,39 +95,46 @@ def write_random(path: Path, size: int) -> None:
         handle.write(os.urandom(size % (16 * MiB)))
 
 
-class Page:
-    """One browser profile on the stack's page, signed in as the demo user."""
+def present(selector: str) -> str:
+    return f"() => document.querySelector({json.dumps(selector)}) !== null"
 
-    def __init__(self, browser: Any, info: dict[str, Any]) -> None:
+
+def text(tab: Tab, selector: str) -> str:
+    return str(tab.evaluate(f"() => document.querySelector({json.dumps(selector)})?.innerText || ''"))
+
+
+class Page:
+    """One browser context (its own localStorage) on the stack's page, signed in as the demo user."""
+
+    def __init__(self, browser: Browser, info: dict[str, Any]) -> None:
         self.info = info
-        self.context = browser.new_context(viewport={"width": 1280, "height": 800})
-        self.page = self.context.new_page()
-        self.page.set_default_timeout(600_000)
+        self.page = browser.new_page()
         self.open()
         self.page.fill("#lb-token", info["demo_token"])
         self.page.click("#lb-token-save")
-        self.page.wait_for_selector("#lb-token-status.lb-ok")
+        self.page.wait_for(present("#lb-token-status.lb-ok"))
 
     def open(self) -> None:
-        self.page.goto(self.info["urls"]["frontend"])
-        self.page.wait_for_selector("#lb-token")
+        self.page.goto(self.info["urls"]["frontend"], ready=present("#lb-token"))
 
     def submit(self, files: list[Path]) -> tuple[float, str, dict[str, float]]:
         """Seconds from picking the files to the "Submitted" notice, the hashing step's text, phase times."""
         page = self.page
         page.evaluate(PHASES_JS)
         started = time.perf_counter()
-        page.set_input_files("#lb-files-input", [str(p) for p in files])
+        page.set_input_files("#lb-files-input", files)
+        page.wait_for("() => !document.querySelector('#lb-submit-btn').disabled")
         clicked = page.evaluate("() => performance.now()")
         page.click("#lb-submit-btn")
-        page.wait_for_selector("#lb-submit-result .lb-ok")
+        page.wait_for(present("#lb-submit-result .lb-ok"))
         seconds = time.perf_counter() - started
         phases = page.evaluate("() => window.__phases")
-        step = page.inner_text("#lb-hash-step") if page.query_selector("#lb-hash-step") else ""
-        return seconds, step, {k: round((v - clicked) / 1000, 2) for k, v in phases.items()}
+        step = text(page, "#lb-hash-step")
+        kept = {"sent from memory (MiB)": phases.pop("kept_mib", 0)}
+        return seconds, step, {**{k: round((v - clicked) / 1000, 2) for k, v in phases.items()}, **kept}
 
     def close(self) -> None:
-        self.context.close()
+        self.page.close()
 
 
 def cli(submission: Path, info: dict[str, Any], home: Path) -> tuple[float, dict[str, Any]]:
@@ -131,11 +151,11 @@ def cli(submission: Path, info: dict[str, Any], home: Path) -> tuple[float, dict
     return seconds, json.loads(done.stdout)
 
 
-def engines(browser: Any, info: dict[str, Any], dataset: Path) -> None:
+def engines(browser: Browser, info: dict[str, Any], dataset: Path) -> None:
     page = Page(browser, info)
     page.page.evaluate("""() => document.body.append(Object.assign(document.createElement('input'),
       {type: 'file', id: 'bench-file'}))""")
-    page.page.set_input_files("#bench-file", str(dataset))
+    page.page.set_input_files("#bench-file", [dataset])
     size_mib = dataset.stat().st_size / MiB
     for engine in ("auto", "wasm"):
         _, used, seconds = page.page.evaluate(ENGINE_JS, engine)
@@ -144,8 +164,6 @@ def engines(browser: Any, info: dict[str, Any], dataset: Path) -> None:
 
 
 def run(stack: Stack, info: dict[str, Any], root: Path, args: argparse.Namespace) -> None:
-    from playwright.sync_api import sync_playwright
-
     submission = root / "submission"
     submission.mkdir()
     (submission / "main.py").write_text(MAIN)
@@ -159,8 +177,7 @@ def run(stack: Stack, info: dict[str, Any], root: Path, args: argparse.Namespace
     blob = keys.blob_key(DEMO_USER, sha256_file(dataset))
     page_s: list[float] = []
     cli_s: list[float] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with Browser(CHROMIUM, CHROMIUM_ARGS, root / "chromium") as browser:
         for number in range(1, args.rounds + 1):
             page = Page(browser, info)
             seconds, step, phases = page.submit(files)
@@ -177,10 +194,11 @@ def run(stack: Stack, info: dict[str, Any], root: Path, args: argparse.Namespace
               f"ratio of totals {sum(page_s) / sum(cli_s):.2f}", flush=True)  # fmt: skip
         resubmit(browser, info, files, submission, root / f"cli-{args.rounds}", args.rounds)
         engines(browser, info, dataset)
-        browser.close()
 
 
-def resubmit(browser: Any, info: dict[str, Any], files: list[Path], submission: Path, home: Path, rounds: int) -> None:
+def resubmit(
+    browser: Browser, info: dict[str, Any], files: list[Path], submission: Path, home: Path, rounds: int
+) -> None:
     page = Page(browser, info)
     page.submit(files)  # uploads the blob again (deleted above) and remembers the hash in this profile
     page_s: list[float] = []
@@ -189,7 +207,7 @@ def resubmit(browser: Any, info: dict[str, Any], files: list[Path], submission: 
         page.open()
         seconds, step, phases = page.submit(files)
         page_s.append(seconds)
-        sent = page.page.inner_text('.lb-file-progress[data-path="dataset.bin"]')
+        sent = text(page.page, '.lb-file-progress[data-path="dataset.bin"]')
         assert "already in the store" in sent, sent
         seconds, result = cli(submission, info, home)
         cli_s.append(seconds)
@@ -209,16 +227,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.split_cores:
         os.sched_setaffinity(0, {1})  # the stack's processes inherit it
-    with tempfile.TemporaryDirectory(prefix="lb-web-upload-bench-", dir="/tmp") as tmp:
-        root = Path(tmp)
-        stack = Stack(root / "stack", ports=StackPorts.free(), with_frontend=True, runners=0)
-        info = stack.start()
+    with local_stack("lb-web-upload-bench-", with_frontend=True, runners=0) as (root, stack, info):
         if args.split_cores:
-            os.sched_setaffinity(0, {0})  # Playwright, Chromium and the CLI inherit this one
-        try:
-            run(stack, info, root, args)
-        finally:
-            stack.stop()
+            os.sched_setaffinity(0, {0})  # Chromium and the CLI inherit this one
+        run(stack, info, root, args)
 
 
 if __name__ == "__main__":

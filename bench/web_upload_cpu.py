@@ -2,14 +2,17 @@
 seconds each process (and each Chromium thread) spent on it.
 
     .venv/bin/python bench/web_upload_cpu.py --size-mib 1024 --rounds 2
-    .venv/bin/python bench/web_upload_cpu.py --variants xhr:4,xhr:6,fetch:4 --weed-limit 1GiB
+    .venv/bin/python bench/web_upload_cpu.py --variants xhr:4,xhr:6,fetch:4,memory:4 --weed-limit 1GiB
 
 Starts the local stack with the page (no runner) on free ports under /tmp, declares a submission holding one
 random file (no sha256: its parts go to the submission's own key), and uploads only that file's parts, without
-the manifest, so no job starts: from the page with `XMLHttpRequest` or `fetch` and `File.slice` bodies, N
-parts in flight (the page's way, without its progress display), and with httpx from 8 threads (the CLI's way).
+the manifest, so no job starts: from the page with `XMLHttpRequest` or `fetch` and `File.slice` bodies, or
+(`memory`) XHR with views of the file's bytes read into an `ArrayBuffer` before the clock starts (the page's way
+for a file its native checksum read), N parts in flight, without the page's progress display; and with httpx
+from 8 threads (the CLI's way). Chromium is driven by bench/cdp.py, as a user's browser runs (no DevTools
+network tracking).
 Each variant gets a fresh submission. Prints the seconds, MiB/s, and the CPU seconds the bench's process tree
-spent: by command (weed, the stack's python services, node: Playwright), Chromium's by thread name, and this
+spent: by command (weed, the stack's python services), Chromium's by thread name, and this
 process as "bench".
 """
 
@@ -18,22 +21,21 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.cdp import Browser
+from bench.stack import local_stack
 from bench.web_upload import CHROMIUM, CHROMIUM_ARGS, write_random
 from tools.stack import services
 from tools.stack.proc_info import process_tree
-from tools.stack.up import Stack, StackPorts
 
 MiB = 1024 * 1024
 PARTS_JS = """async ([how, inFlight, item]) => {
@@ -55,10 +57,11 @@ PARTS_JS = """async ([how, inFlight, item]) => {
         xhr.onerror = reject;
         xhr.send(body);
       });
+  const bytes = how === 'memory' ? await file.arrayBuffer() : null;
   const started = performance.now();
   const etags = await Promise.all(item.parts.map((part) => gate(() => {
     const start = (part.part_number - 1) * item.part_size;
-    return put(part.url, file.slice(start, start + part.size));
+    return put(part.url, bytes ? new Uint8Array(bytes, start, part.size) : file.slice(start, start + part.size));
   })));
   return [(performance.now() - started) / 1000, etags.filter(Boolean).length];
 }"""
@@ -127,17 +130,14 @@ def python_parts(item: dict[str, Any], data: Path, workers: int) -> int:
 
 
 def run(info: dict[str, Any], data: Path, args: argparse.Namespace) -> None:
-    from playwright.sync_api import sync_playwright
-
     submissions = Submissions(info, data)
     variants = [(how, int(n)) for how, n in (v.split(":") for v in args.variants.split(","))]
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with Browser(CHROMIUM, CHROMIUM_ARGS, data.parent / "chromium") as browser:
         page = browser.new_page()
         page.goto(info["urls"]["frontend"])
         page.evaluate("""() => document.body.append(Object.assign(document.createElement('input'),
           {type: 'file', id: 'bench-file'}))""")
-        page.set_input_files("#bench-file", str(data))
+        page.set_input_files("#bench-file", [data])
         for number in range(1, args.rounds + 1):
             for how, in_flight in variants:
                 item, before = submissions.item(), cpu_by_name()
@@ -150,29 +150,20 @@ def run(info: dict[str, Any], data: Path, args: argparse.Namespace) -> None:
             assert python_parts(item, data, 8) == len(item["parts"])
             report(f"round {number} python httpx, 8 in flight", time.perf_counter() - started, args.size_mib,
                    before, cpu_by_name())  # fmt: skip
-        browser.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--variants", default="xhr:4,fetch:4,xhr:6", help="HOW:IN_FLIGHT,... (HOW: xhr or fetch)")
+    parser.add_argument("--variants", default="xhr:4,memory:4", help="HOW:IN_FLIGHT,... (HOW: xhr, fetch or memory)")
     parser.add_argument("--weed-limit", default=services.SEAWEED_MEMORY_LIMIT, help="weed's GOMEMLIMIT")
     args = parser.parse_args()
-    with (
-        tempfile.TemporaryDirectory(prefix="lb-web-upload-cpu-", dir="/tmp") as tmp,
-        mock.patch.object(services, "SEAWEED_MEMORY_LIMIT", args.weed_limit),
-    ):
-        root = Path(tmp)
+    stack_args = {"with_frontend": True, "runners": 0, "weed_limit": args.weed_limit}
+    with local_stack("lb-web-upload-cpu-", **stack_args) as (root, _, info):
         data = root / "dataset.bin"
         write_random(data, args.size_mib * MiB)
-        stack = Stack(root / "stack", ports=StackPorts.free(), with_frontend=True, runners=0)
-        info = stack.start()
-        try:
-            run(info, data, args)
-        finally:
-            stack.stop()
+        run(info, data, args)
 
 
 if __name__ == "__main__":
