@@ -8,6 +8,9 @@ what differs and deletes what no record backs. When `meta.built` is absent (a ne
 stale ones deleted, then `meta.built` put. Entries are overwritten in place rather than purged first, so readers
 never see an empty board while it runs, and it costs one write per entry instead of two.
 
+The requests are followed with the kernel's KV mirror (leadersboard/kv_mirror.py), loaded before the first step:
+a request put while the dispatcher was down makes that step the rebuild, not a reconciliation then a rebuild.
+
 Writes run `writes_in_flight` at a time. A failed step is logged and followed, after a delay, by a
 reconciliation: the view converges on the records whatever was half written.
 """
@@ -27,7 +30,7 @@ from pydantic import ValidationError
 from dispatcher.view import JobView
 from leadersboard import nats_io
 from leadersboard.keys import BOARD_BUILT_KEY, BOARD_REBUILD_KEY, kv_board_key, kv_submission_id
-from leadersboard.kv_mirror import put_value
+from leadersboard.kv_mirror import KvMirror
 from leadersboard.models.base import utcnow
 from leadersboard.models.board import BoardBuilt, BoardEntry, BoardRebuild
 from leadersboard.models.records import JobRecord
@@ -55,10 +58,14 @@ class BoardKeeper:
         self._pending: dict[str, BoardEntry | None] = {}
         """By submission id: entries to write (None: to delete) since the last step."""
         self._resync = True
-        self._rewatch = True
         self._asked: BoardRebuild | None = None
         self._answered: str | None = None
         self._wake = asyncio.Event()
+        self.requests = KvMirror[BoardRebuild](
+            "leaderboard view's rebuild requests", BOARD_REBUILD_KEY, decode=_request,
+            loaded=lambda found: self._noted(found.get(BOARD_REBUILD_KEY)), changed=lambda _, asked: self._noted(asked),
+            retry_delay_s=retry_delay_s,
+        )  # fmt: skip
         view.listeners.append(self)
 
     # --- ViewListener: called synchronously by the job view's watcher ---------------------------------------
@@ -72,8 +79,9 @@ class BoardKeeper:
         self._wake.set()
 
     def reloaded(self, records: Mapping[str, JobRecord]) -> None:
-        # A reconnect may have ended the rebuild requests' watch too: start it again.
-        self._resync = self._rewatch = True
+        # A reconnect may have ended the rebuild requests' watch too: load them again.
+        self.requests.resync.set()
+        self._resync = True
         self._wake.set()
 
     # --- the keeper's task ----------------------------------------------------------------------------------
@@ -81,19 +89,13 @@ class BoardKeeper:
     async def run(self) -> None:
         """Keep the view until cancelled (start it once the job view is loaded: it reconciles against it)."""
         await self.view.ready.wait()
-        watching: asyncio.Task[None] | None = None
-        self._wake.set()
-        try:
+        async with self.requests.running(self.kv):
+            await self.requests.ready.wait()
+            self._wake.set()
             while True:
                 await self._wake.wait()
                 self._wake.clear()
-                if self._rewatch:
-                    self._rewatch = False
-                    await _cancel(watching)
-                    watching = asyncio.create_task(self._watch_requests())
                 await self._step()
-        finally:
-            await _cancel(watching)
 
     async def _step(self) -> None:
         try:
@@ -205,30 +207,9 @@ class BoardKeeper:
         except ExceptionGroup as failed:
             raise failed.exceptions[0] from None
 
-    async def _watch_requests(self) -> None:
-        """Follow `meta.rebuild`: a request not yet answered makes the next step a rebuild."""
-        while True:
-            try:
-                watcher = await self.kv.watch(BOARD_REBUILD_KEY)
-                try:
-                    while True:
-                        self._noted(await nats_io.next_update(watcher))
-                finally:
-                    await nats_io.stop_watcher(watcher)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("leaderboard view: watching %s failed (%r); watching again", BOARD_REBUILD_KEY, exc)
-                await asyncio.sleep(self.retry_delay_s)
-
-    def _noted(self, update: KeyValue.Entry | None) -> None:
-        value = None if update is None else put_value(update)
-        if value is None:
-            return
-        try:
-            asked = BoardRebuild.model_validate_json(value)
-        except ValidationError:
-            log.warning("leaderboard view: an unreadable %s is ignored", BOARD_REBUILD_KEY)
+    def _noted(self, asked: BoardRebuild | None) -> None:
+        """A request not yet answered makes the next step a rebuild (a deleted or unreadable one changes nothing)."""
+        if asked is None:
             return
         self._asked = asked
         if asked.request_id != self._answered:
@@ -241,7 +222,10 @@ def _digest(payload: bytes) -> bytes:
     return hashlib.blake2b(payload, digest_size=16).digest()
 
 
-async def _cancel(task: asyncio.Task[None] | None) -> None:
-    if task is not None:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+def _request(key: str, value: bytes) -> BoardRebuild | None:
+    # Left out, loudly: raising would make the mirror reload the request again and again.
+    try:
+        return BoardRebuild.model_validate_json(value)
+    except ValidationError:
+        log.warning("leaderboard view: an unreadable %s is ignored", key)
+        return None

@@ -1,9 +1,9 @@
 """An in-memory mirror of a NATS JetStream KV bucket (the keys matching one pattern), kept current by a watch.
 
-The owner (dispatcher/view.py's job view, ingest/board.py's leaderboard index) is handed the whole contents at
-once when they have arrived (`loaded`: at start and after every reload), so that it never serves half a bucket,
-then each change as it comes (`changed`). Both are called synchronously from the watch: they update memory and
-leave any I/O to others.
+The owner (dispatcher/view.py's job view, ingest/board.py's leaderboard index, dispatcher/board.py's rebuild
+requests) is handed the whole contents at once when they have arrived (`loaded`: at start and after every
+reload), so that it never serves half a bucket, then each change as it comes (`changed`). Both are called
+synchronously from the watch: they update memory and leave any I/O to others.
 
 Everything is reloaded after a NATS reconnect (the owner sets `resync` from its connection's reconnect callback:
 the watch's ordered consumer may have gone with the old server, and changes made meanwhile were never pushed) and

@@ -5,7 +5,8 @@ again, rebuilds a view that was lost and answers an admin's rebuild request with
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -210,6 +211,84 @@ async def test_a_lost_view_is_rebuilt_and_a_requested_rebuild_is_answered(board:
     request = BoardRebuild(request_id="r2", requested_at=utcnow(), requested_by="admin")
     await board.kv.put(keys.BOARD_REBUILD_KEY, request.model_dump_json().encode())
     await until(lambda: answered(board, "r2"), "meta.built to answer r2")
+
+
+async def test_a_request_put_while_the_keeper_was_down_is_its_first_step(
+    board: Board, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The requests are loaded before the first step: it is the rebuild, once, with no reconciliation before it."""
+    jobs = [record("a1", value=0.9), record("b1", "bob")]
+    for job in jobs:
+        assert await board.jobs.create(job)
+    await board.start()
+    await board.shows(*jobs)
+    await board.stop()
+
+    request = BoardRebuild(request_id="while-down", requested_at=utcnow(), requested_by="admin")
+    await board.kv.put(keys.BOARD_REBUILD_KEY, request.model_dump_json().encode())
+    caplog.set_level(logging.INFO, logger="dispatcher")
+    caplog.clear()
+    await board.start()
+    await until(lambda: answered(board, "while-down"), "meta.built to answer the request")
+    late = record("c1", "carol", value=0.5)
+    assert await board.jobs.create(late)
+    await board.shows(*jobs, late)  # a later step has run: a second rebuild would have been its own
+    steps = [r.getMessage() for r in caplog.records if r.name == "dispatcher" and r.levelno == logging.INFO]
+    assert len(steps) == 2 and steps[0] == "leaderboard view: rebuilding for request while-down", steps
+    assert steps[1].startswith("leaderboard view rebuilt for request while-down: 2 entries (0 stale deleted)"), steps
+
+
+@dataclass
+class Reloads:
+    """A listener of the job view counting its full loads (the keeper hears them too)."""
+
+    count: int = 0
+
+    def record_put(self, record: JobRecord) -> None: ...
+
+    def record_removed(self, key: str) -> None: ...
+
+    def reloaded(self, records: Mapping[str, JobRecord]) -> None:
+        self.count += 1
+
+
+async def test_after_a_reconnect_the_keeper_still_answers_requests(board: Board, nats_server: NatsServer) -> None:
+    """As dispatcher/service.py wires it, a reconnect reloads the job view: the keeper then reloads the requests
+    too (the watch may have gone with the old server) and answers one put after the restart."""
+    view, reloads = JobView(), Reloads()
+    view.listeners.append(reloads)
+
+    async def resync() -> None:
+        view.resync.set()
+
+    connection = await nats_io.connect(board.settings, name="dispatcher", on_reconnect=resync)
+    try:
+        js = connection.jetstream()
+        keeper = BoardKeeper(await js.key_value(board.settings.board_kv_bucket), view, writes_in_flight=4,
+                             retry_delay_s=0.1)  # fmt: skip
+        jobs_kv = await js.key_value(board.settings.jobs_kv_bucket)
+        board.tasks = [asyncio.create_task(view.follow(jobs_kv)), asyncio.create_task(keeper.run())]
+        job = record("a1", value=0.9)
+        assert await board.jobs.create(job)
+        await board.shows(job)
+
+        # Same port and store: the buckets (file storage) and both connections come back.
+        nats_server.process.stop()
+        nats_server.process.start().wait_ready(30)
+        await until(_true_when(lambda: reloads.count == 2), "the job view to load again")
+        request = BoardRebuild(request_id="after", requested_at=utcnow(), requested_by="admin")
+        await board.kv.put(keys.BOARD_REBUILD_KEY, request.model_dump_json().encode())
+        await until(lambda: answered(board, "after"), "meta.built to answer the request put after the restart")
+    finally:
+        await board.stop()
+        await connection.drain()
+
+
+def _true_when(condition: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return condition()
+
+    return check
 
 
 async def answered(board: Board, request_id: str) -> bool:

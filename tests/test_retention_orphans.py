@@ -9,10 +9,12 @@ clock the test hands the sweep (`now`), not by waiting."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import timedelta
 
 import pytest
 from aiohttp import web
+from nats.js.kv import KeyValue
 from pydantic import SecretStr
 
 from ingest.context import SERVICES
@@ -133,3 +135,37 @@ async def test_an_abandoned_upload_goes_only_once_its_last_write_is_older_than_t
     past = await sweep(svc, app[RETENTION], now=last + grace + timedelta(seconds=1))
     assert (past.abandoned_submissions_deleted, past.objects_deleted) == (1, 2)
     assert bucket.under("") == []
+
+
+class RecordedMidPass(JobStore):
+    """The jobs bucket, where the dispatcher makes the job of `late` just after the sweep has listed the records:
+    the pass begins without its record, and it exists before anything of the pass is deleted."""
+
+    def __init__(self, kv: KeyValue, late: tuple[str, str]) -> None:
+        super().__init__(kv)
+        self.late: tuple[str, str] | None = late
+
+    async def list_records(self, user: str | None = None) -> list[JobRecord]:
+        listed = await super().list_records(user)
+        if self.late is not None:
+            await recorded(self, *self.late)
+            self.late = None
+        return listed
+
+
+async def test_a_submission_recorded_after_the_pass_listed_the_records_is_kept(
+    api: Api, app: web.Application, s3_settings: S3Settings
+) -> None:
+    bucket, svc = Bucket(s3_settings), app[SERVICES]
+    late = uploaded(bucket, "alice", "main.py", "data/train.csv")
+    bucket.put(keys.result_key("alice", late, "job.log"))
+    abandoned = uploaded(bucket, "bob", "main.py")  # beside it, one the same pass does delete
+    everything = bucket.under("")
+    jobs_kv = await svc.nc.jetstream().key_value(svc.settings.jobs_kv_bucket)
+    racing = dataclasses.replace(svc, jobs=RecordedMidPass(jobs_kv, ("alice", late)))
+
+    later = utcnow() + timedelta(seconds=svc.settings.orphan_upload_grace_s + 60)
+    report = await sweep(racing, app[RETENTION], now=later)
+    assert await svc.jobs.get("alice", late) is not None, "the record was created during the pass"
+    assert (report.abandoned_submissions_deleted, report.orphan_results_deleted, report.failures) == (1, 0, [])
+    assert bucket.under("") == sorted(set(everything) - _keys_of(everything, abandoned)), "its files and results stay"
