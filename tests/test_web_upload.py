@@ -220,3 +220,67 @@ def test_the_bytes_kept_for_sending_stay_within_the_configured_memory(
     held = next(path for path, size in kept.items() if size)
     page.click(f'button[aria-label$=" {held}"]')
     page.wait_for_function("() => LB.keptHashBytes() === 0")  # a removed file lets its bytes go
+
+
+# The store's refusals, as the CLI words and retries them (leadersboard/upload.py): the file, what happened,
+# what to do; a 4xx is never tried again, a 5xx is.
+def store_parts(page: Any, store: str, answer: Any) -> list[str]:
+    """Routes the store's part PUTs (multipart `partNumber=`) through `answer(route, hit)`; answers the URLs hit."""
+    hits: list[str] = []
+
+    def handle(route: Any) -> None:
+        hits.append(route.request.url)
+        answer(route, len(hits))
+
+    page.route(lambda url: url.startswith(store) and "partNumber=" in url, handle)
+    return hits
+
+
+def submit_for_notice(page: Any, files: list[Path]) -> tuple[str, str]:
+    page.set_input_files("#lb-files-input", [str(p) for p in files])
+    page.click("#lb-submit-btn")
+    notice = page.wait_for_selector("#lb-submit-result .lb-notice")
+    return str(notice.get_attribute("class")), notice.inner_text()
+
+
+@pytest.mark.slow
+def test_an_invalid_upload_link_is_refused_once_and_named(
+    page: Any, web: tuple[Stack, dict[str, Any]], tmp_path: Path
+) -> None:
+    _, info = web
+    files = write_submission(tmp_path / "forged")
+    sign_in(page, info["demo_token"])
+
+    def forge(route: Any, hit: int) -> None:  # the store itself refuses the forged signature
+        route.continue_(url=route.request.url.replace("X-Amz-Signature=", "X-Amz-Signature=0"))
+
+    hits = store_parts(page, info["urls"]["s3"], forge)
+    kind, text = submit_for_notice(page, files)
+    assert "lb-error" in kind, text
+    assert text.startswith("The store refused weights.bin: its upload link has expired or is not valid"), text
+    assert "Submit again: a new submission gets new links." in text, text
+    assert len(hits) == len(set(hits)), hits  # a 403 is not tried again
+
+
+@pytest.mark.slow
+def test_a_store_outage_is_retried_and_a_throttle_is_not(
+    page: Any, web: tuple[Stack, dict[str, Any]], tmp_path: Path
+) -> None:
+    _, info = web
+    sign_in(page, info["demo_token"])
+    outage = store_parts(
+        page, info["urls"]["s3"], lambda route, hit: route.fulfill(status=503) if hit == 1 else route.continue_()
+    )
+    kind, text = submit_for_notice(page, write_submission(tmp_path / "outage"))
+    assert "lb-ok" in kind, text
+    assert len(outage) == len(set(outage)) + 1, outage  # the 503's part went again, once
+
+    page.unroute_all()
+    page.reload()
+    page.wait_for_selector("#lb-token-status.lb-ok")
+    slow_down = "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+    throttled = store_parts(page, info["urls"]["s3"], lambda route, hit: route.fulfill(status=429, body=slow_down))
+    kind, text = submit_for_notice(page, write_submission(tmp_path / "throttled"))
+    assert "lb-error" in kind, text
+    assert text.startswith("The store refused weights.bin (429 SlowDown: Please reduce your request rate.)"), text
+    assert len(throttled) == len(set(throttled)), throttled  # a 4xx is never tried again

@@ -11,8 +11,11 @@
   const LB = (window.LB = window.LB || {});
   LB.loaded = LB.loaded || {};
 
-  const RETRYABLE = new Set([0, 408, 429, 500, 502, 503, 504]);
   const ATTEMPTS = 5;
+  // As the CLI (leadersboard/upload.py): a failed connection or a 5xx is tried again, a 4xx never (it would be
+  // refused again), nor a 200 carrying a permanent <Error>; transient codes a 200 may carry (a complete's):
+  const TRANSIENT_CODES = new Set(["InternalError", "ServiceUnavailable", "SlowDown"]);
+  const retryable = (err) => err.status === 0 || err.status >= 500;
   const MAX_SINGLE_PUT = 5 * 1024 * 1024 * 1024;
 
   class StoreError extends Error {
@@ -20,6 +23,8 @@
       super(message);
       this.status = status;
       this.code = code;
+      this.path = ""; // the file it is about, once known
+      this.attempts = 1;
     }
   }
   LB.StoreError = StoreError;
@@ -190,6 +195,7 @@
           f.state = "done";
         }
       } catch (err) {
+        if (err instanceof StoreError && !err.path) err.path = f.path;
         f.state = "failed";
         f.note = err.message;
         this.update();
@@ -242,7 +248,8 @@
           return await this.xhr(method, url, headers, body, report);
         } catch (err) {
           report(0);
-          if (this.aborted || !RETRYABLE.has(err.status) || attempt >= ATTEMPTS) throw err;
+          err.attempts = attempt;
+          if (this.aborted || !retryable(err) || attempt >= ATTEMPTS) throw err;
           await sleep(Math.min(8000, 500 * 2 ** (attempt - 1)) * (0.8 + Math.random() * 0.4));
         }
       }
@@ -262,7 +269,9 @@
           const text = xhr.responseText || "";
           // S3 may answer a CompleteMultipartUpload with 200 and an <Error> body.
           if (xhr.status >= 300 || text.slice(0, 512).includes("<Error>")) {
-            reject(s3Error(xhr.status >= 300 ? xhr.status : 500, text));
+            const err = s3Error(xhr.status, text);
+            if (xhr.status < 300) err.status = TRANSIENT_CODES.has(err.code) ? 500 : 400;
+            reject(err);
             return;
           }
           report(body instanceof Blob ? body.size : body.byteLength);
@@ -282,15 +291,16 @@
   }
   LB.UploadRun = UploadRun;
 
-  /* Plain words for a store refusal. */
+  /* Plain words for a store failure, as the CLI's: the file, what happened, what to do. */
+  const STORE_TEXTS = { BadDigest: "store_digest", XAmzContentSHA256Mismatch: "store_digest", EntityTooLarge: "store_413", NoSuchUpload: "store_aborted", 413: "store_413", 403: "store_403" };
   LB.describeStoreError = (err) => {
     if (!(err instanceof StoreError)) return LB.describeError(err);
     if (err.code === "aborted") return err.message;
-    if (err.status === 0) return LB.t("store_network", { message: err.message });
-    if (err.code === "BadDigest" || err.code === "XAmzContentSHA256Mismatch") return LB.t("store_digest", { message: err.message });
-    if (err.status === 403) return LB.t("store_403", { code: err.code, message: err.message });
-    if (err.code === "EntityTooLarge" || err.status === 413) return LB.t("err_413", { message: err.message });
-    return LB.t("store_other", { status: err.status, code: err.code, message: err.message });
+    const tries = err.attempts > 1 ? LB.t("store_tries", { n: err.attempts }) : "";
+    const words = { path: err.path || "a file", tries, status: err.status, code: err.code, message: err.message };
+    if (err.status === 0) return LB.t("store_network", words);
+    if (err.status >= 500) return LB.t("store_5xx", words);
+    return LB.t(STORE_TEXTS[err.code] || STORE_TEXTS[err.status] || "store_other", words);
   };
 
   LB.loaded.upload = true;
