@@ -31,6 +31,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -42,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.cdp import Browser
 from bench.cdp import Page as Tab
+from bench.cpu import cpu_by_name, spent
 from bench.stack import local_stack
 from leadersboard import keys
 from leadersboard.s3 import make_client
@@ -151,6 +153,12 @@ def cli(submission: Path, info: dict[str, Any], home: Path) -> tuple[float, dict
     return seconds, json.loads(done.stdout)
 
 
+def cpu_of_children_since(before: resource.struct_rusage) -> float:
+    """CPU seconds of the child processes this one waited for since `before` (the CLI's subprocess)."""
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 1)
+
+
 def engines(browser: Browser, info: dict[str, Any], dataset: Path) -> None:
     page = Page(browser, info)
     page.page.evaluate("""() => document.body.append(Object.assign(document.createElement('input'),
@@ -180,16 +188,21 @@ def run(stack: Stack, info: dict[str, Any], root: Path, args: argparse.Namespace
     with Browser(CHROMIUM, CHROMIUM_ARGS, root / "chromium") as browser:
         for number in range(1, args.rounds + 1):
             page = Page(browser, info)
+            before = cpu_by_name()
             seconds, step, phases = page.submit(files)
+            page_cpu = spent(before, cpu_by_name())
             page.close()
             page_s.append(seconds)
             s3.delete_object(Bucket=stack.s3.bucket, Key=blob)
             home = root / f"cli-{number}"
+            before, children = cpu_by_name(), resource.getrusage(resource.RUSAGE_CHILDREN)
             seconds, result = cli(submission, info, home)
+            cli_cpu = {**spent(before, cpu_by_name()), "leadersboard": cpu_of_children_since(children)}
             cli_s.append(seconds)
             assert result["present"] == [] and "dataset.bin" in result["multipart"], result
             s3.delete_object(Bucket=stack.s3.bucket, Key=blob)
-            line(f"cold round {number}", page_s[-1], cli_s[-1], f"page: {step}; phases after Submit {phases}")
+            detail = f"page: {step}; phases after Submit {phases}; CPU-s: page {page_cpu}, CLI {cli_cpu}"
+            line(f"cold round {number}", page_s[-1], cli_s[-1], detail)
         print(f"cold: page median {statistics.median(page_s):.2f} s, CLI median {statistics.median(cli_s):.2f} s, "
               f"ratio of totals {sum(page_s) / sum(cli_s):.2f}", flush=True)  # fmt: skip
         resubmit(browser, info, files, submission, root / f"cli-{args.rounds}", args.rounds)

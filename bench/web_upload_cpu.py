@@ -19,10 +19,8 @@ process as "bench".
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
-from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -32,10 +30,10 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.cdp import Browser
+from bench.cpu import cpu_by_name
 from bench.stack import local_stack
 from bench.web_upload import CHROMIUM, CHROMIUM_ARGS, write_random
 from tools.stack import services
-from tools.stack.proc_info import process_tree
 
 MiB = 1024 * 1024
 PARTS_JS = """async ([how, inFlight, item]) => {
@@ -65,32 +63,6 @@ PARTS_JS = """async ([how, inFlight, item]) => {
   })));
   return [(performance.now() - started) / 1000, etags.filter(Boolean).length];
 }"""
-
-
-def cpu_by_name() -> dict[str, float]:
-    """CPU seconds so far of this bench's process tree (the stack, Playwright, Chromium): by command name, this
-    process as "bench", Chromium by thread name (its work spans processes)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    found: defaultdict[str, float] = defaultdict(float)
-    for pid in process_tree([os.getpid()]):
-        proc = Path(f"/proc/{pid}")
-        try:
-            comm = (proc / "comm").read_text().strip()
-            if comm == "chromium":
-                for task in (proc / "task").iterdir():
-                    name, fields = _stat(task / "stat")
-                    found["chromium:" + name] += (int(fields[11]) + int(fields[12])) / tick
-            else:
-                _, fields = _stat(proc / "stat")
-                found["bench" if pid == os.getpid() else comm] += (int(fields[11]) + int(fields[12])) / tick
-        except (OSError, ValueError, IndexError):
-            continue
-    return found
-
-
-def _stat(path: Path) -> tuple[str, list[str]]:
-    text = path.read_text()
-    return text[text.index("(") + 1 : text.rindex(")")], text.rsplit(")", 1)[1].split()
 
 
 def report(label: str, seconds: float, size_mib: int, before: dict[str, float], after: dict[str, float]) -> None:
