@@ -80,6 +80,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     )  # fmt: skip
     async with following(board, board_kv):
         yield
+    board.close()
     await nc.drain()
 
 

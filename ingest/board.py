@@ -4,14 +4,18 @@ KV watch, from which every board is served without reading a job record.
 Entries are grouped by board: one group per (benchmark, version) for the verified boards, one for the
 self-reported entries. Each group carries a generation, bumped on every change to it, so that a ranked board
 is computed once and then served from a cache until its group changes (a completed job, a rescore, a deletion).
+A board is ranked in a worker thread (`BoardIndex.cached`), not on the event loop, which meanwhile answers the
+other requests.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Hashable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -31,10 +35,15 @@ BOARD_ENTRIES = "e.>"
 MAX_CACHED = 512
 """Computed boards kept (least recently used dropped): a self-reported board's metric and dataset are the
 caller's choice, so their number is not bounded by the data."""
+RANKING_THREADS = 2
+"""Boards ranked at once. Ranking's pass over the entries is Python and holds the GIL most of the time: more
+threads would only take more of it from the event loop."""
 
 GroupKey = tuple[str, int] | None
 """(benchmark, version) of a verified board's entries; None (SELF_REPORTED) for the self-reported ones."""
 SELF_REPORTED: GroupKey = None
+Flight = tuple[GroupKey, Hashable, int]
+"""A computation under way: (group, key, the group's generation it started from)."""
 T = TypeVar("T")
 
 
@@ -56,6 +65,8 @@ class BoardIndex:
         self._generations: dict[GroupKey, int] = {}
         self._counter = 0
         self._cache: OrderedDict[Hashable, tuple[int, object]] = OrderedDict()
+        self._in_flight: dict[Flight, asyncio.Future[Any]] = {}
+        self._ranking = ThreadPoolExecutor(RANKING_THREADS, thread_name_prefix="board-ranking")  # threads on demand
         self.mirror = KvMirror[BoardEntry](
             "leaderboard view", BOARD_ENTRIES, decode=_decode, loaded=self._loaded, changed=self._changed
         )
@@ -81,15 +92,38 @@ class BoardIndex:
         """Changes whenever the group's entries change (0: the group has never had entries)."""
         return self._generations.get(group, 0)
 
-    def cached(self, group: GroupKey, key: Hashable, compute: Callable[[], T]) -> T:
-        """`compute()`, remembered under `key` until `group` changes."""
+    async def cached(self, group: GroupKey, key: Hashable, compute: Callable[[list[BoardEntry]], T]) -> T:
+        """`compute(the entries of group)`, remembered under `key` until `group` changes.
+
+        Computed in a worker thread: ranking a board is CPU-bound (a cold request took 0.3-0.4 s at 10,000-100,000
+        jobs, bench/README.md), and on the event loop no other request would be answered meanwhile. The thread gets
+        a list of the entries taken here, on the loop: the loop's changes replace entries in the index's dicts and
+        never change an entry, so nothing it reads changes under it. One computation per (group, key, generation)
+        at a time: a request that arrives meanwhile awaits the same one; its error reaches each of them as it would
+        have on the loop, and is not remembered.
+        """
         found = self.lookup(group, key)
         if found is not None:
             return found  # type: ignore[no-any-return]  # stored by this method under the same key
-        generation = self.generation(group)
-        value = compute()
-        self.remember(group, key, value, generation)
+        flight = (group, key, self.generation(group))
+        running = self._in_flight.get(flight)
+        if running is None:
+            running = self._start(flight, compute)
+        value: T = await asyncio.shield(running)  # a waiter cancelled (its client gone) cancels no other's
         return value
+
+    def _start(self, flight: Flight, compute: Callable[[list[BoardEntry]], T]) -> asyncio.Future[T]:
+        group, key, generation = flight
+        running = asyncio.get_running_loop().run_in_executor(self._ranking, compute, self.entries(group))
+        self._in_flight[flight] = running
+
+        def landed(done: asyncio.Future[T]) -> None:  # on the loop, before the waiters resume
+            del self._in_flight[flight]
+            if not done.cancelled() and done.exception() is None:
+                self.remember(group, key, done.result(), generation)
+
+        running.add_done_callback(landed)
+        return running
 
     def lookup(self, group: GroupKey, key: Hashable) -> Any:
         """What `remember` stored under `key` while `group` was as it is now; None otherwise."""
@@ -101,14 +135,20 @@ class BoardIndex:
 
     def remember(self, group: GroupKey, key: Hashable, value: object, generation: int) -> None:
         """Keep `value`, computed from `group` at `generation` (taken before any await), for `lookup`."""
+        if generation != self.generation(group):
+            return  # the group changed meanwhile: `lookup` would never give it, and it must not replace a newer one
         self._cache[(group, key)] = (generation, value)
         self._cache.move_to_end((group, key))
         while len(self._cache) > MAX_CACHED:
             self._cache.popitem(last=False)
 
-    def summary(self, group: tuple[str, int]) -> VersionSummary | None:
+    async def summary(self, group: tuple[str, int]) -> VersionSummary | None:
         """What the board of `group` offers; None when it has no entries."""
-        return self.cached(group, "summary", lambda: _summarize(self.entries(group)))
+        return await self.cached(group, "summary", _summarize)
+
+    def close(self) -> None:
+        """Stop the ranking threads (ingest's cleanup, when no request is left): one still ranking ends by itself."""
+        self._ranking.shutdown(wait=False, cancel_futures=True)
 
     # --- following the bucket -------------------------------------------------------------------------------------
 

@@ -1,9 +1,9 @@
 """The leaderboard routes: the verified board of a benchmark, the self-reported board, and an admin's rebuild of
 the view they are served from.
 
-Boards are computed from the in-memory copy of the view (ingest/board.py), never from the job records, and
-cached until their entries change; a verified page reads only the replicates of the rows it shows
-(ingest/replicates.py).
+Boards are computed from the in-memory copy of the view (ingest/board.py), never from the job records, in a
+worker thread, and cached until their entries change; a verified page reads only the replicates of the rows it
+shows (ingest/replicates.py).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ async def leaderboard(request: web.Request) -> web.Response:
     if "benchmark" in query:
         board: StrictModel = await _verified(svc, BoardQuery.model_validate(query))
     else:
-        board = _self_reported(svc.board, SelfReportedQuery.model_validate(query))
+        board = await _self_reported(svc.board, SelfReportedQuery.model_validate(query))
     return web.json_response(text=board.model_dump_json())
 
 
@@ -63,13 +63,13 @@ async def _loaded(index: BoardIndex) -> None:
         ) from exc
 
 
-def _self_reported(index: BoardIndex, query: SelfReportedQuery) -> SelfReportedBoard:
+async def _self_reported(index: BoardIndex, query: SelfReportedQuery) -> SelfReportedBoard:
     benchmarks = index.benchmarks()
-    return index.cached(
+    return await index.cached(
         SELF_REPORTED,
         ("self-reported", query.metric, query.dataset, query.best_per_user, tuple(benchmarks)),
-        lambda: ranking.leaderboard(
-            index.entries(SELF_REPORTED),
+        lambda entries: ranking.leaderboard(
+            entries,
             query.metric,
             dataset=query.dataset,
             best_per_user=query.best_per_user,
@@ -87,19 +87,19 @@ async def _verified(svc: Services, query: BoardQuery) -> VerifiedBoard:
             "that have)"
         )
     version = versions[-1] if query.version is None else query.version
-    summary = index.summary((query.benchmark, version))
+    group = (query.benchmark, version)
+    generation = index.generation(group)  # before any await: what this answer is made from, if it is remembered
+    summary = await index.summary(group)
     if summary is None:
         listed = ", ".join(map(str, versions))
         raise NotFound(f"version: {query.benchmark} has no verified entries in version {version} (it has in {listed})")
     if query.category != AVERAGE and query.category not in summary.categories:
         raise BadRequest(f"category: {AVERAGE} or one of {', '.join(summary.categories)}, not {query.category!r}")
-    group = (query.benchmark, version)
     page_key = ("page", query.metric, query.category, query.all, query.offset, query.limit, tuple(versions))
     found: VerifiedBoard | None = index.lookup(group, page_key)
     if found is not None:
         return found
-    generation = index.generation(group)
-    ranked = _ranked(index, query, version)
+    ranked = await _ranked(index, query, group)
     shown = ranked.shown(query.offset, query.limit)
     vectors = await svc.replicates.vectors(shown, query.category, query.metric)
     board = _answer(query, version, versions, summary, ranked, ranked.page(query.offset, query.limit, vectors))
@@ -108,12 +108,11 @@ async def _verified(svc: Services, query: BoardQuery) -> VerifiedBoard:
     return board
 
 
-def _ranked(index: BoardIndex, query: BoardQuery, version: int) -> RankedBoard:
-    group = (query.benchmark, version)
-    return index.cached(
+async def _ranked(index: BoardIndex, query: BoardQuery, group: tuple[str, int]) -> RankedBoard:
+    return await index.cached(
         group,
         ("ranked", query.metric, query.category, not query.all),
-        lambda: rank_entries(index.entries(group), query.metric, query.category, best_per_user=not query.all),
+        lambda entries: rank_entries(entries, query.metric, query.category, best_per_user=not query.all),
     )
 
 
