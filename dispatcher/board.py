@@ -2,11 +2,12 @@
 
 The view is derived: `e.<user>.<id>` = `BoardEntry.of(record)` for every job record that has one, nothing else.
 The keeper hears of every change of the dispatcher's job view (dispatcher/view.py) and writes the entries that
-changed. On each full load of the job view (start, reconnect) it reconciles: it reads every `e.>` key, writes
+changed. On each full load of the job view (start, reconnect) it reconciles: it reads every `e.>` entry, writes
 what differs and deletes what no record backs. When `meta.built` is absent (a new or lost view) or an admin's
 `meta.rebuild` names a request that `meta.built` has not answered, it rebuilds: every entry written again, the
-stale ones deleted, then `meta.built` put. Entries are overwritten in place rather than purged first, so readers
-never see an empty board while it runs, and it costs one write per entry instead of two.
+stale ones deleted (found by listing the keys alone), then `meta.built` put. Entries are overwritten in place
+rather than purged first, so readers never see an empty board while it runs, and it costs one write per entry
+instead of two.
 
 The requests are followed with the kernel's KV mirror (leadersboard/kv_mirror.py), loaded before the first step:
 a request put while the dispatcher was down makes that step the rebuild, not a reconciliation then a rebuild.
@@ -150,7 +151,7 @@ class BoardKeeper:
         deleted)."""
         # The snapshot and the pending changes it includes, taken at once: what changes later stays pending.
         records, self._pending = list(self.view.records.values()), {}
-        stored = {key: _digest(value) for key, value in (await nats_io.kv_values(self.kv, ENTRIES)).items()}
+        stored = await self._stored(keys_only=force)
         written: dict[str, tuple[str, bytes]] = {}
         puts = 0
         # In chunks: a few thousand entries' JSON in memory at a time, and the event loop served in between.
@@ -170,6 +171,13 @@ class BoardKeeper:
         await self._each(stale, self.kv.delete)
         self._written = written
         return len(written), puts, len(stale)
+
+    async def _stored(self, *, keys_only: bool) -> dict[str, bytes | None]:
+        """The digest of every stored entry by key; only the keys (digests None) when every entry is written again
+        anyway: a rebuild needs only the stale keys, and need not fetch the whole view's values."""
+        if keys_only:
+            return dict.fromkeys(await nats_io.kv_live_keys(self.kv, ENTRIES))
+        return {key: _digest(value) for key, value in (await nats_io.kv_values(self.kv, ENTRIES)).items()}
 
     async def _flush(self) -> None:
         """Write the entries that changed since the last step, delete those whose record no longer has one."""

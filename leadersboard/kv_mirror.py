@@ -25,20 +25,13 @@ from nats.js.kv import KeyValue
 
 from leadersboard import nats_io
 
-__all__ = ["KvMirror", "put_value"]
+__all__ = ["KvMirror"]
 
 log = logging.getLogger("leadersboard.kv_mirror")
 
 V = TypeVar("V")
 RETRY_DELAY_S = 1.0
 MAX_RETRY_DELAY_S = 30.0
-
-
-def put_value(entry: KeyValue.Entry) -> bytes | None:
-    """The value a watched entry puts; None for a delete or purge marker (or an emptied value)."""
-    if entry.operation in ("DEL", "PURGE") or not entry.value:
-        return None
-    return entry.value
 
 
 class KvMirror(Generic[V]):
@@ -133,12 +126,13 @@ class KvMirror(Generic[V]):
             resync.cancel()
             if update is not None:
                 update.cancel()
-            # A closed connection took the watch with it; raising here would turn a stop into a reload.
+            # Its consumer deleted with it, not left to the server for minutes after each reload. A closed
+            # connection took the watch with it; raising here would turn a stop into a reload.
             with contextlib.suppress(nats.errors.Error):
                 await nats_io.stop_watcher(watcher)
 
     def _value(self, found: KeyValue.Entry) -> V | None:
-        raw = put_value(found)
+        raw = nats_io.put_value(found)
         return None if raw is None else self._decode(found.key, raw)
 
     async def _load_complete(self, kv: KeyValue, found: KeyValue.Entry | None, seen: int) -> bool:

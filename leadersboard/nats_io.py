@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 import nats
+import nats.errors
 from nats.aio.client import Client as NATS
 from nats.errors import NoServersError
 from nats.js import JetStreamContext
@@ -158,30 +161,70 @@ async def kv_keys(kv: KeyValue, pattern: str = ">") -> list[str]:
 
 
 async def kv_values(kv: KeyValue, pattern: str = ">") -> dict[str, bytes]:
-    """The current value of every key matching the subject `pattern` (deleted keys left out).
-
-    One watch delivers most values in bulk; nats-py's watcher can end before it has delivered every entry (see
-    `kv_keys`), so the keys the stream lists but the watch missed are then read one by one.
-    """
-    watcher = await kv.watch(pattern, ignore_deletes=True)
-    values: dict[str, bytes] = {}
-    try:
-        async for entry in watcher:
-            if entry is None:
-                break
-            if entry.value:
-                values[entry.key] = entry.value
-    finally:
-        await stop_watcher(watcher)
-    for key in set(await kv_keys(kv, pattern)) - values.keys():
+    """The current value of every key matching the subject `pattern` (deleted keys left out)."""
+    delivered, missed = await _current(kv, pattern, meta_only=False)
+    values = {key: value for key, entry in delivered.items() if (value := put_value(entry)) is not None}
+    for key in missed:
         found = await kv_read(kv, key)
         if found is not None:
             values[key] = found[0]
     return values
 
 
+async def kv_live_keys(kv: KeyValue, pattern: str = ">") -> set[str]:
+    """The keys matching the subject `pattern` that hold a value (deleted keys left out), without their values.
+
+    Not `kv.keys()`: besides the early end of its watch (see `kv_keys`), it raises `NoKeysError` on an empty
+    bucket and filters by substring, client-side, after listing the whole bucket. The watch here delivers headers
+    only, so an emptied value (which `kv_values` leaves out) counts as held.
+    """
+    delivered, missed = await _current(kv, pattern, meta_only=True)
+    live = {key for key, entry in delivered.items() if not removal(entry)}
+    return live | {key for key in missed if await kv_read(kv, key) is not None}
+
+
+def removal(entry: KeyValue.Entry) -> bool:
+    """Whether a watched entry is a delete or purge marker (the key holds no value)."""
+    return entry.operation in ("DEL", "PURGE")
+
+
+def put_value(entry: KeyValue.Entry) -> bytes | None:
+    """The value a watched entry puts; None for a delete or purge marker (or an emptied value)."""
+    return None if removal(entry) or not entry.value else entry.value
+
+
+async def _current(kv: KeyValue, pattern: str, *, meta_only: bool) -> tuple[dict[str, KeyValue.Entry], list[str]]:
+    """The last entry of each key matching `pattern` (delete markers included) from one watch, and the keys the
+    stream lists that it did not deliver.
+
+    One watch delivers most entries in bulk, but nats-py's watcher can end before it has delivered every one (see
+    `kv_keys`): the caller reads those it missed one by one. Delete markers are delivered rather than ignored so
+    that a deleted key is not among them.
+    """
+    watcher = await kv.watch(pattern, meta_only=meta_only)
+    delivered: dict[str, KeyValue.Entry] = {}
+    try:
+        async for entry in watcher:
+            if entry is None:
+                break
+            delivered[entry.key] = entry
+    finally:
+        await stop_watcher(watcher)
+    return delivered, [key for key in await kv_keys(kv, pattern) if key not in delivered]
+
+
 async def stop_watcher(watcher: KeyValue.KeyWatcher) -> None:
+    """Unsubscribe the watch and delete its consumer.
+
+    nats-py only unsubscribes: the server would keep the ordered consumer until its inactive threshold (5 min,
+    nats-py's default), one more for every watch a reload or a listing started. Deleting it is best effort (the
+    server drops it anyway): it is gone with a restarted server, or the connection may be closed.
+    """
+    # nats-py keeps the watch's push subscription (its stream, its current consumer) private; kv.watch set it.
+    sub = cast(JetStreamContext.PushSubscription, watcher._sub)
     await watcher.stop()  # type: ignore[no-untyped-call]  # nats-py leaves it unannotated
+    with contextlib.suppress(nats.errors.Error):
+        await sub._js.delete_consumer(sub._stream, sub._consumer)
 
 
 async def next_update(watcher: KeyValue.KeyWatcher) -> KeyValue.Entry | None:

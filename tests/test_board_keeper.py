@@ -238,6 +238,29 @@ async def test_a_request_put_while_the_keeper_was_down_is_its_first_step(
     assert steps[1].startswith("leaderboard view rebuilt for request while-down: 2 entries (0 stale deleted)"), steps
 
 
+async def test_a_rebuild_deletes_the_stale_keys_and_only_those(board: Board, caplog: pytest.LogCaptureFixture) -> None:
+    """A rebuild lists the view's keys without their values: a stray entry is stale, a key deleted before is not
+    (it holds no value: not deleted again, not counted)."""
+    job = record("a1", value=0.9)
+    assert await board.jobs.create(job)
+    await board.start()
+    await board.shows(job)
+    await board.stop()
+
+    stray = BoardEntry.of(record("e1", "eve"))
+    assert stray is not None
+    await board.kv.put(keys.kv_board_key("eve", "e1"), stray.model_dump_json().encode())
+    await board.kv.put(gone := keys.kv_board_key("frank", "f1"), stray.model_dump_json().encode())
+    await board.kv.delete(gone)
+    request = BoardRebuild(request_id="stale", requested_at=utcnow(), requested_by="admin")
+    await board.kv.put(keys.BOARD_REBUILD_KEY, request.model_dump_json().encode())
+    caplog.set_level(logging.INFO, logger="dispatcher")
+    await board.start()
+    await until(lambda: answered(board, "stale"), "meta.built to answer the request")
+    assert await board.entries() == {keys.kv_board_key("alice", "a1"): BoardEntry.of(job)}
+    assert "rebuilt for request stale: 1 entries (1 stale deleted)" in caplog.text
+
+
 @dataclass
 class Reloads:
     """A listener of the job view counting its full loads (the keeper hears them too)."""

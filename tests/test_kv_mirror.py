@@ -1,7 +1,7 @@
 """The kernel's KV mirror (leadersboard/kv_mirror.py) on a real nats-server: the whole bucket handed over at once,
 then each change and removal; loaded again after the server restarts; a failed load retried; its watch stopped
-with it. The job view and the leaderboard index built on it are tested by their users' tests
-(tests/test_board_keeper.py, tests/test_leaderboard_api.py)."""
+with it, and its consumer deleted on each reload. The job view and the leaderboard index built on it are tested
+by their users' tests (tests/test_board_keeper.py, tests/test_leaderboard_api.py)."""
 
 from __future__ import annotations
 
@@ -196,6 +196,25 @@ async def test_a_mirror_stops_once_its_connection_is_closed(
         await asyncio.wait_for(follow_then_close(), WAIT_S)
     assert owner.loads == [{}] and watching() == []
     assert "failed" not in caplog.text  # stopped, not reloading
+
+
+async def test_a_reload_and_a_stop_delete_the_watch_s_consumer(kv: KeyValue, nc: NATS) -> None:
+    """Each watch is an ordered consumer of the bucket's stream, which nats-py leaves to the server for minutes
+    once it has stopped watching: one reload after another would pile them up."""
+    owner = Owner()
+    mirror = owner.mirror()
+    async with mirror.running(kv):
+        await asyncio.wait_for(mirror.ready.wait(), WAIT_S)
+        for loads in (2, 3):
+            mirror.resync.set()
+            await until(lambda: len(owner.loads) >= loads, f"load {loads}")  # noqa: B023  (awaited at once)
+        assert await consumer_count(nc) == 1
+    assert await consumer_count(nc) == 0 and owner.loads == [{}, {}, {}]
+
+
+async def consumer_count(nc: NATS) -> int:
+    info = await nc.jetstream().stream_info(f"KV_{BUCKET}")
+    return info.state.consumer_count
 
 
 @contextlib.asynccontextmanager
