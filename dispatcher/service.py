@@ -33,6 +33,7 @@ from leadersboard.jobs import JobStore
 from leadersboard.quotas import QuotaStore
 from leadersboard.s3 import make_client
 from leadersboard.tokens import TokenStore
+from leadersboard.waiting import stop_tasks
 
 __all__ = ["CREATED_EVENTS", "Dispatcher", "run"]
 
@@ -183,9 +184,7 @@ async def run(settings: DispatcherSettings, *, stop: asyncio.Event | None = None
     finally:
         stop.set()
         await releasing
-        keeping.cancel()
-        view_task.cancel()
-        await asyncio.gather(keeping, view_task, return_exceptions=True)
+        await stop_tasks(keeping, view_task)
         await subscription.unsubscribe()
         await nc.drain()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import shutil
@@ -29,6 +28,7 @@ from leadersboard.models.base import utcnow
 from leadersboard.models.metrics import MetricsFile
 from leadersboard.models.records import JobRecord, JobStatus
 from leadersboard.s3 import S3Client
+from leadersboard.waiting import wait_set
 
 __all__ = ["JobOutcome", "execute_job"]
 
@@ -261,9 +261,7 @@ async def _flush_log_until(
     key = keys.result_key(record.user, record.submission_id, "job.log")
     last_size = -1
     while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), settings.log_flush_interval_s)
-        if stop.is_set():
+        if await wait_set(stop, settings.log_flush_interval_s):
             return
         try:
             size = workspace.log.stat().st_size

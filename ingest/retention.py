@@ -47,6 +47,7 @@ from leadersboard.models.base import utcnow
 from leadersboard.models.housekeeping import RetentionPolicy, SweepReport
 from leadersboard.models.records import JobRecord
 from leadersboard.nats_io import kv_read
+from leadersboard.waiting import stop_tasks
 
 __all__ = ["RETENTION", "RETENTION_KEY", "RetentionStore", "add_routes", "serving", "sweep"]
 
@@ -87,8 +88,7 @@ async def serving(app: web.Application) -> AsyncIterator[None]:
     task = None if interval_s is None else asyncio.create_task(_sweep_every(interval_s, svc, store))
     yield
     if task is not None:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await stop_tasks(task)
 
 
 async def _sweep_every(interval_s: float, svc: Services, store: RetentionStore) -> None:

@@ -24,6 +24,7 @@ import nats.errors
 from nats.js.kv import KeyValue
 
 from leadersboard import nats_io
+from leadersboard.waiting import stop_tasks, wait_set
 
 __all__ = ["KvMirror"]
 
@@ -76,18 +77,16 @@ class KvMirror(Generic[V]):
                 log.warning(
                     "%s: the watch of %s failed (%r); reloading in %.1f s", self.name, self.pattern, exc, delay_s
                 )
-                with contextlib.suppress(TimeoutError):  # a reconnect meanwhile is worth trying at once
-                    await asyncio.wait_for(self.resync.wait(), delay_s)
+                await wait_set(self.resync, delay_s)  # a reconnect meanwhile is worth trying at once
 
     @contextlib.asynccontextmanager
     async def running(self, kv: KeyValue) -> AsyncIterator[None]:
         """The mirror follows `kv` while the context lasts, and has stopped its watch when it ends."""
-        task = asyncio.create_task(self.run(kv))
+        task = asyncio.create_task(self.run(kv), name=f"{self.name} mirror")
         try:
             yield
         finally:
-            task.cancel()
-            await asyncio.wait({task})  # (not `await task`: its CancelledError would hide the caller's own)
+            await stop_tasks(task)
 
     def _delay_s(self) -> float:
         return min(self.retry_delay_s * 2.0 ** (self._failures - 1), self.max_retry_delay_s)

@@ -23,6 +23,7 @@ from nats.js import JetStreamContext
 
 from leadersboard import nats_io
 from leadersboard.models.s3_events import S3EventEnvelope
+from leadersboard.waiting import wait_set
 from tools.bridge.checkpoint import load_checkpoint, save_checkpoint
 from tools.bridge.settings import BridgeSettings
 from tools.bridge.translate import EventStreamParser, event_ts_ns, to_minio_event
@@ -258,8 +259,7 @@ async def _unless_stopped(awaitable: Awaitable[T], stop: asyncio.Event) -> T | N
 
 
 async def _sleep_unless_stopped(stop: asyncio.Event, delay_s: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=delay_s)
+    await wait_set(stop, delay_s)
 
 
 async def _terminate(proc: asyncio.subprocess.Process) -> None:
