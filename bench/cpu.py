@@ -37,9 +37,11 @@ def _stat(path: Path) -> tuple[str, list[str]]:
     return text[text.index("(") + 1 : text.rindex(")")], text.rsplit(")", 1)[1].split()
 
 
-def spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    """CPU seconds between two `cpu_by_name()`: Chromium's threads summed as "chromium", the rest by name."""
+def spent(before: dict[str, float], after: dict[str, float], *, by_thread: bool = False) -> dict[str, float]:
+    """CPU seconds between two `cpu_by_name()`, by name; Chromium's threads summed as "chromium" unless
+    `by_thread`."""
     found: defaultdict[str, float] = defaultdict(float)
     for name, seconds in after.items():
-        found["chromium" if name.startswith("chromium:") else name] += seconds - before.get(name, 0.0)
+        merged = "chromium" if name.startswith("chromium:") and not by_thread else name
+        found[merged] += seconds - before.get(name, 0.0)
     return {name: round(seconds, 1) for name, seconds in found.items() if seconds >= 0.1}

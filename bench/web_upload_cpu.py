@@ -30,7 +30,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.cdp import Browser
-from bench.cpu import cpu_by_name
+from bench.cpu import cpu_by_name, spent
 from bench.stack import local_stack
 from bench.web_upload import CHROMIUM, CHROMIUM_ARGS, write_random
 from tools.stack import services
@@ -66,9 +66,8 @@ PARTS_JS = """async ([how, inFlight, item]) => {
 
 
 def report(label: str, seconds: float, size_mib: int, before: dict[str, float], after: dict[str, float]) -> None:
-    spent = {name: round(t - before.get(name, 0.0), 1) for name, t in after.items() if t - before.get(name, 0.0) >= 0.1}
-    chromium = sum(v for k, v in spent.items() if k.startswith("chromium:"))
-    top = dict(sorted(spent.items(), key=lambda kv: -kv[1])[:8])
+    chromium = spent(before, after).get("chromium", 0.0)
+    top = dict(sorted(spent(before, after, by_thread=True).items(), key=lambda kv: -kv[1])[:8])
     print(f"{label}: {seconds:.2f} s, {size_mib / seconds:.0f} MiB/s; Chromium {chromium:.1f} CPU-s; {top}", flush=True)
 
 
